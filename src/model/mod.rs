@@ -1,0 +1,18 @@
+//! The vocabulary every layer shares: validated names, message ids, the message
+//! itself, the settings users declare, and time as plain milliseconds.
+//!
+//! Nothing here does IO or knows of tokio or HTTP. Settings derive serde because
+//! they are what users write (in `pubq.toml` and in request bodies) and read back.
+
+pub mod message;
+pub mod names;
+pub mod settings;
+pub mod time;
+
+pub use message::{Attributes, BodyEncoding, MessageData, MessageId};
+pub use names::{NameError, QueueName, TopicName};
+pub use settings::{
+    DeadLetterSettings, QueueSettings, QueueSettingsPatch, RetryBackoff, SettingsError,
+    TopicSettings, TopicSettingsPatch,
+};
+pub use time::{Clock, ManualClock, Millis, SystemClock};

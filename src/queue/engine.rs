@@ -1,0 +1,724 @@
+//! [`QueueState`]: one queue's messages and every rule about them.
+//!
+//! Layout: `entries` maps a message's sequence number to its per-queue state.
+//! Standard queues keep visible messages in `ready` (a FIFO of sequence numbers,
+//! validated lazily on pop). FIFO queues keep one ordered list per group and a
+//! list of groups that are ready (head visible, nothing in flight), so a
+//! receive costs O(messages returned), never O(backlog). Every deadline (delay,
+//! lease, backoff) sits in one heap with lazy deletion; retention uses the
+//! arrival order, which is also sequence order.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::dedup::DedupWindow;
+use super::receipt::{Receipt, ReceiptError};
+use crate::model::{MessageData, MessageId, Millis, QueueName, QueueSettings};
+
+/// How a message enters a queue.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// When it becomes visible; `None` applies the queue's delay.
+    pub visible_at: Option<Millis>,
+    /// FIFO group (required on FIFO queues, ignored on standard ones).
+    pub group_id: Option<Arc<str>>,
+    /// FIFO dedup id (required on FIFO queues unless `skip_dedup`).
+    pub dedup_id: Option<Arc<str>>,
+    /// Receive count carried over (dead-letter moves keep it).
+    pub receive_count: u32,
+    /// Set on messages moved here as dead letters.
+    pub dead_letter_source: Option<QueueName>,
+    /// Dead-letter moves and redrives are not deduplicated again.
+    pub skip_dedup: bool,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Stored under this sequence number.
+    Enqueued { seq: u64 },
+    /// A duplicate within the dedup window: nothing stored.
+    Duplicate { first_id: MessageId },
+}
+
+/// Why the engine refused an enqueue (the hub validates first; this is defence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("a FIFO queue needs a group_id")]
+    GroupRequired,
+    #[error("a FIFO queue needs a dedup_id or content-based deduplication")]
+    DedupRequired,
+}
+
+/// One message handed to a consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub receipt: Receipt,
+    pub message: Arc<MessageData>,
+    pub seq: u64,
+    pub receive_count: u32,
+    pub first_received_at: Millis,
+    pub group_id: Option<Arc<str>>,
+    pub dead_letter_source: Option<QueueName>,
+}
+
+/// A message leaving this queue for its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetterMove {
+    pub target: QueueName,
+    pub source: QueueName,
+    pub message: Arc<MessageData>,
+    pub receive_count: u32,
+    pub group_id: Option<Arc<str>>,
+}
+
+/// A message taken out of a dead-letter queue by redrive.
+#[derive(Debug, Clone)]
+pub struct RedriveItem {
+    pub source: Option<QueueName>,
+    pub message: Arc<MessageData>,
+    pub group_id: Option<Arc<str>>,
+}
+
+/// What time passing did.
+#[derive(Debug, Default)]
+pub struct TickOutcome {
+    pub dead_letters: Vec<DeadLetterMove>,
+    pub expired: u64,
+    /// Messages became visible: waiters may be served.
+    pub became_visible: bool,
+}
+
+/// Running totals since the queue was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueTotals {
+    pub sent: u64,
+    pub received: u64,
+    pub acked: u64,
+    pub dead_lettered: u64,
+    pub expired: u64,
+    pub purged: u64,
+    pub deduplicated: u64,
+}
+
+/// A snapshot for describe and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub visible: u64,
+    pub delayed: u64,
+    pub in_flight: u64,
+    pub oldest_age_ms: Millis,
+    pub totals: QueueTotals,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Invisible until the deadline (queue delay, nack delay, backoff).
+    Delayed(Millis),
+    /// Visible: may be received.
+    Ready,
+    /// Leased to a consumer until the deadline.
+    InFlight(Millis),
+}
+
+#[derive(Debug)]
+struct Entry {
+    msg: Arc<MessageData>,
+    state: State,
+    /// Also the lease number of the newest receipt.
+    receive_count: u32,
+    first_received_at: Option<Millis>,
+    /// Bumped whenever a deadline is set, so older heap entries are ignored.
+    timer_gen: u32,
+    /// FIFO only.
+    group: Option<Arc<str>>,
+    dead_letter_source: Option<QueueName>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// Sequence numbers in order, including those in flight.
+    pending: VecDeque<u64>,
+    in_flight: u32,
+    /// Whether the group sits in `ready_groups` (possibly stale).
+    queued: bool,
+}
+
+/// One queue's state. See the module comment for the layout.
+#[derive(Debug)]
+pub struct QueueState {
+    name: QueueName,
+    uid: u64,
+    settings: QueueSettings,
+    entries: FxHashMap<u64, Entry>,
+    next_seq: u64,
+    /// Standard: visible sequence numbers; may hold stale ones (checked on pop).
+    ready: VecDeque<u64>,
+    groups: FxHashMap<Arc<str>, Group>,
+    ready_groups: VecDeque<Arc<str>>,
+    timers: BinaryHeap<Reverse<(Millis, u64, u32)>>,
+    /// (enqueued_at, seq) in arrival order; may hold removed ones.
+    arrivals: VecDeque<(Millis, u64)>,
+    dedup: DedupWindow,
+    visible: u64,
+    delayed: u64,
+    in_flight: u64,
+    totals: QueueTotals,
+}
+
+impl QueueState {
+    /// An empty queue. `uid` names this incarnation in receipts.
+    pub fn new(name: QueueName, uid: u64, settings: QueueSettings) -> Self {
+        Self {
+            name,
+            uid,
+            settings,
+            entries: FxHashMap::default(),
+            next_seq: 1,
+            ready: VecDeque::new(),
+            groups: FxHashMap::default(),
+            ready_groups: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            arrivals: VecDeque::new(),
+            dedup: DedupWindow::default(),
+            visible: 0,
+            delayed: 0,
+            in_flight: 0,
+            totals: QueueTotals::default(),
+        }
+    }
+
+    pub fn name(&self) -> &QueueName {
+        &self.name
+    }
+
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    pub fn is_fifo(&self) -> bool {
+        self.settings.fifo
+    }
+
+    /// Replaces mutable settings. `fifo` never changes (the hub refuses it).
+    /// New delays and timeouts apply to messages from now on.
+    pub fn update_settings(&mut self, mut settings: QueueSettings) {
+        settings.fifo = self.settings.fifo;
+        self.settings = settings;
+    }
+
+    /// Number of messages stored (any state).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether a receive now would return something (after `tick`).
+    pub fn has_visible(&self) -> bool {
+        self.visible > 0
+    }
+
+    /// The dedup id's first message, if seen within the window.
+    pub fn dedup_lookup(&self, dedup_id: &str, now: Millis) -> Option<MessageId> {
+        self.dedup.lookup(dedup_id, now)
+    }
+
+    /// Stores a message.
+    pub fn enqueue(
+        &mut self,
+        msg: Arc<MessageData>,
+        opts: EnqueueOptions,
+        now: Millis,
+    ) -> Result<EnqueueOutcome, EnqueueError> {
+        let group = if self.settings.fifo {
+            let g = opts.group_id.ok_or(EnqueueError::GroupRequired)?;
+            if !opts.skip_dedup {
+                let d = opts.dedup_id.ok_or(EnqueueError::DedupRequired)?;
+                if let Some(first_id) = self.dedup.lookup(&d, now) {
+                    self.totals.deduplicated += 1;
+                    return Ok(EnqueueOutcome::Duplicate { first_id });
+                }
+                self.dedup
+                    .insert(d, msg.id, now, self.settings.dedup_window_ms());
+            }
+            Some(g)
+        } else {
+            None
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let visible_at = opts
+            .visible_at
+            .unwrap_or_else(|| now.saturating_add(self.settings.delay_ms()));
+        let state = if visible_at > now {
+            State::Delayed(visible_at)
+        } else {
+            State::Ready
+        };
+        self.entries.insert(
+            seq,
+            Entry {
+                msg,
+                // Placeholder so `set_state` counts the transition below.
+                state: State::Delayed(0),
+                receive_count: opts.receive_count,
+                first_received_at: None,
+                timer_gen: 0,
+                group: group.clone(),
+                dead_letter_source: opts.dead_letter_source,
+            },
+        );
+        self.delayed += 1;
+        if let Some(g) = group {
+            self.groups.entry(g).or_default().pending.push_back(seq);
+        }
+        self.arrivals.push_back((now, seq));
+        self.totals.sent += 1;
+        self.set_state(seq, state);
+        Ok(EnqueueOutcome::Enqueued { seq })
+    }
+
+    /// Leases up to `max` visible messages for `visibility_ms` (the queue's
+    /// timeout when `None`). Call [`tick`](Self::tick) first.
+    pub fn receive(
+        &mut self,
+        max: usize,
+        visibility_ms: Option<Millis>,
+        now: Millis,
+    ) -> Vec<Delivery> {
+        let vis = visibility_ms.unwrap_or_else(|| self.settings.visibility_ms());
+        let mut out = Vec::with_capacity(max.min(self.visible as usize));
+        if self.settings.fifo {
+            while out.len() < max {
+                let Some(key) = self.ready_groups.pop_front() else {
+                    break;
+                };
+                let Some(g) = self.groups.get_mut(&key) else {
+                    continue;
+                };
+                g.queued = false;
+                if g.in_flight > 0 {
+                    continue;
+                }
+                let room = max - out.len();
+                let entries = &self.entries;
+                let take: Vec<u64> = g
+                    .pending
+                    .iter()
+                    .copied()
+                    .take_while(|s| matches!(entries.get(s), Some(e) if e.state == State::Ready))
+                    .take(room)
+                    .collect();
+                for seq in take {
+                    out.push(self.lease(seq, vis, now));
+                }
+            }
+        } else {
+            while out.len() < max {
+                let Some(seq) = self.ready.pop_front() else {
+                    break;
+                };
+                if matches!(self.entries.get(&seq), Some(e) if e.state == State::Ready) {
+                    out.push(self.lease(seq, vis, now));
+                }
+            }
+        }
+        out
+    }
+
+    /// Deletes a received message. Acking one that is already gone is fine.
+    pub fn ack(&mut self, receipt: &Receipt) -> Result<(), ReceiptError> {
+        match self.check_receipt(receipt)? {
+            None => Ok(()),
+            Some(seq) => {
+                self.remove_entry(seq);
+                self.totals.acked += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives a received message back: visible after `delay_ms` (an explicit
+    /// delay wins over retry backoff), or to the dead-letter queue if it has
+    /// been received `max_receives` times.
+    pub fn nack(
+        &mut self,
+        receipt: &Receipt,
+        delay_ms: Option<Millis>,
+        now: Millis,
+    ) -> Result<Option<DeadLetterMove>, ReceiptError> {
+        let seq = self.check_receipt(receipt)?.ok_or(ReceiptError::Stale)?;
+        Ok(self.return_message(seq, delay_ms, now))
+    }
+
+    /// Sets a received message's remaining hidden time to `ms` from now.
+    pub fn change_visibility(
+        &mut self,
+        receipt: &Receipt,
+        ms: Millis,
+        now: Millis,
+    ) -> Result<(), ReceiptError> {
+        let seq = self.check_receipt(receipt)?.ok_or(ReceiptError::Stale)?;
+        self.set_state(seq, State::InFlight(now.saturating_add(ms)));
+        Ok(())
+    }
+
+    /// Undoes deliveries that never reached a consumer (a long-poll waiter left
+    /// between the lease and the hand-off): no receive is counted.
+    pub fn release(&mut self, deliveries: &[Delivery]) {
+        for d in deliveries {
+            let Some(e) = self.entries.get_mut(&d.seq) else {
+                continue;
+            };
+            if e.receive_count != d.receipt.lease || !matches!(e.state, State::InFlight(_)) {
+                continue;
+            }
+            e.receive_count -= 1;
+            if e.receive_count == 0 {
+                e.first_received_at = None;
+            }
+            self.totals.received = self.totals.received.saturating_sub(1);
+            self.set_state(d.seq, State::Ready);
+        }
+    }
+
+    /// Makes leased messages visible again at once, without backoff or
+    /// dead-lettering (a push consumer went away; the receive still counts).
+    pub fn return_now(&mut self, receipts: &[Receipt]) {
+        for r in receipts {
+            if let Ok(Some(seq)) = self.check_receipt(r) {
+                if matches!(self.entries.get(&seq), Some(e) if matches!(e.state, State::InFlight(_)))
+                {
+                    self.set_state(seq, State::Ready);
+                }
+            }
+        }
+    }
+
+    /// Drops every message, in flight or not. Dedup history stays.
+    pub fn purge(&mut self) -> u64 {
+        let n = self.entries.len() as u64;
+        self.entries.clear();
+        self.ready.clear();
+        self.groups.clear();
+        self.ready_groups.clear();
+        self.timers.clear();
+        self.arrivals.clear();
+        self.visible = 0;
+        self.delayed = 0;
+        self.in_flight = 0;
+        self.totals.purged += n;
+        n
+    }
+
+    /// Takes up to `max` messages that are not in flight, oldest first, for a
+    /// redrive back to their source queues.
+    pub fn take_for_redrive(&mut self, max: usize) -> Vec<RedriveItem> {
+        let mut picked = Vec::new();
+        for &(_, seq) in &self.arrivals {
+            if picked.len() >= max {
+                break;
+            }
+            if matches!(self.entries.get(&seq), Some(e) if !matches!(e.state, State::InFlight(_)))
+            {
+                picked.push(seq);
+            }
+        }
+        picked
+            .into_iter()
+            .filter_map(|seq| {
+                let e = self.remove_entry(seq)?;
+                Some(RedriveItem {
+                    source: e.dead_letter_source,
+                    message: e.msg,
+                    group_id: e.group,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies everything due at `now`: delays end, leases lapse (maybe into
+    /// the dead-letter queue), retention drops old messages, dedup entries expire.
+    pub fn tick(&mut self, now: Millis) -> TickOutcome {
+        let mut out = TickOutcome::default();
+        let retention = self.settings.retention_ms();
+        while let Some(&(at, seq)) = self.arrivals.front() {
+            if self.entries.contains_key(&seq) && at.saturating_add(retention) > now {
+                break;
+            }
+            self.arrivals.pop_front();
+            if self.remove_entry(seq).is_some() {
+                self.totals.expired += 1;
+                out.expired += 1;
+            }
+        }
+        let visible_before = self.visible;
+        while let Some(&Reverse((at, seq, gen))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(e) = self.entries.get(&seq) else {
+                continue;
+            };
+            if e.timer_gen != gen {
+                continue;
+            }
+            match e.state {
+                State::Delayed(t) if t == at => self.set_state(seq, State::Ready),
+                State::InFlight(t) if t == at => {
+                    if let Some(m) = self.return_message(seq, None, now) {
+                        out.dead_letters.push(m);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.became_visible = self.visible > visible_before;
+        self.dedup.expire(now);
+        out
+    }
+
+    /// The earliest moment `tick` has something to do.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let retention = self
+            .arrivals
+            .front()
+            .map(|(at, _)| at.saturating_add(self.settings.retention_ms()));
+        [timer, retention, self.dedup.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Counters and the age of the oldest message.
+    pub fn stats(&mut self, now: Millis) -> QueueStats {
+        while let Some(&(_, seq)) = self.arrivals.front() {
+            if self.entries.contains_key(&seq) {
+                break;
+            }
+            self.arrivals.pop_front();
+        }
+        let oldest_age_ms = self
+            .arrivals
+            .front()
+            .map(|(at, _)| now.saturating_sub(*at))
+            .unwrap_or(0);
+        QueueStats {
+            visible: self.visible,
+            delayed: self.delayed,
+            in_flight: self.in_flight,
+            oldest_age_ms,
+            totals: self.totals,
+        }
+    }
+
+    /// Every stored message in sequence order with its receive count; for
+    /// tests and checkpoints.
+    pub fn snapshot(&self) -> Vec<(u64, Arc<MessageData>, u32)> {
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(s, e)| (*s, e.msg.clone(), e.receive_count))
+            .collect();
+        v.sort_by_key(|(s, _, _)| *s);
+        v
+    }
+
+    // ---- internals ----
+
+    /// `Ok(Some(seq))` for the current receipt of a stored message, `Ok(None)`
+    /// for a message that is gone, errors otherwise.
+    fn check_receipt(&self, r: &Receipt) -> Result<Option<u64>, ReceiptError> {
+        if r.queue_uid != self.uid || r.seq == 0 || r.seq >= self.next_seq || r.lease == 0 {
+            return Err(ReceiptError::Invalid);
+        }
+        match self.entries.get(&r.seq) {
+            None => Ok(None),
+            Some(e) if e.receive_count == r.lease => Ok(Some(r.seq)),
+            Some(e) if r.lease < e.receive_count => Err(ReceiptError::Stale),
+            Some(_) => Err(ReceiptError::Invalid),
+        }
+    }
+
+    fn lease(&mut self, seq: u64, vis: Millis, now: Millis) -> Delivery {
+        let until = now.saturating_add(vis);
+        self.set_state(seq, State::InFlight(until));
+        self.totals.received += 1;
+        let uid = self.uid;
+        let e = self
+            .entries
+            .get_mut(&seq)
+            .expect("lease is called for stored messages only");
+        e.receive_count += 1;
+        let first = *e.first_received_at.get_or_insert(now);
+        Delivery {
+            receipt: Receipt {
+                queue_uid: uid,
+                seq,
+                lease: e.receive_count,
+            },
+            message: e.msg.clone(),
+            seq,
+            receive_count: e.receive_count,
+            first_received_at: first,
+            group_id: e.group.clone(),
+            dead_letter_source: e.dead_letter_source.clone(),
+        }
+    }
+
+    /// A lease ended (nack or lapse): dead-letter, delay or make visible.
+    fn return_message(
+        &mut self,
+        seq: u64,
+        explicit_delay: Option<Millis>,
+        now: Millis,
+    ) -> Option<DeadLetterMove> {
+        let receive_count = self.entries.get(&seq)?.receive_count;
+        if let Some(dl) = &self.settings.dead_letter {
+            if receive_count >= dl.max_receives {
+                let target = dl.queue.clone();
+                let e = self.remove_entry(seq)?;
+                self.totals.dead_lettered += 1;
+                return Some(DeadLetterMove {
+                    target,
+                    source: self.name.clone(),
+                    message: e.msg,
+                    receive_count: e.receive_count,
+                    group_id: e.group,
+                });
+            }
+        }
+        let delay = explicit_delay
+            .or_else(|| self.settings.retry_backoff.map(|b| b.delay_ms(receive_count)))
+            .unwrap_or(0);
+        let state = if delay == 0 {
+            State::Ready
+        } else {
+            State::Delayed(now.saturating_add(delay))
+        };
+        self.set_state(seq, state);
+        None
+    }
+
+    fn count_mut(&mut self, s: State) -> &mut u64 {
+        match s {
+            State::Delayed(_) => &mut self.delayed,
+            State::Ready => &mut self.visible,
+            State::InFlight(_) => &mut self.in_flight,
+        }
+    }
+
+    /// The one place a message changes state: keeps counters, the ready list,
+    /// FIFO group accounting and timers in step.
+    fn set_state(&mut self, seq: u64, new: State) {
+        let Some(e) = self.entries.get_mut(&seq) else {
+            return;
+        };
+        let old = e.state;
+        e.state = new;
+        let group = e.group.clone();
+        let timer = match new {
+            State::Delayed(t) | State::InFlight(t) => {
+                e.timer_gen = e.timer_gen.wrapping_add(1);
+                Some((t, e.timer_gen))
+            }
+            State::Ready => None,
+        };
+        *self.count_mut(old) -= 1;
+        *self.count_mut(new) += 1;
+        if let Some((t, gen)) = timer {
+            self.timers.push(Reverse((t, seq, gen)));
+            self.maybe_compact_timers();
+        }
+        match group {
+            None => {
+                if new == State::Ready {
+                    self.ready.push_back(seq);
+                }
+            }
+            Some(key) => {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    if matches!(old, State::InFlight(_)) {
+                        g.in_flight -= 1;
+                    }
+                    if matches!(new, State::InFlight(_)) {
+                        g.in_flight += 1;
+                    }
+                }
+                self.maybe_ready_group(key);
+            }
+        }
+    }
+
+    fn maybe_ready_group(&mut self, key: Arc<str>) {
+        let Some(g) = self.groups.get_mut(&key) else {
+            return;
+        };
+        if g.queued || g.in_flight > 0 {
+            return;
+        }
+        let head_ready = g
+            .pending
+            .front()
+            .and_then(|s| self.entries.get(s))
+            .is_some_and(|e| e.state == State::Ready);
+        if head_ready {
+            g.queued = true;
+            self.ready_groups.push_back(key);
+        }
+    }
+
+    fn remove_entry(&mut self, seq: u64) -> Option<Entry> {
+        let e = self.entries.remove(&seq)?;
+        *self.count_mut(e.state) -= 1;
+        if let Some(key) = &e.group {
+            if let Some(g) = self.groups.get_mut(key) {
+                if let Some(pos) = g.pending.iter().position(|s| *s == seq) {
+                    g.pending.remove(pos);
+                }
+                if matches!(e.state, State::InFlight(_)) {
+                    g.in_flight -= 1;
+                }
+                if g.pending.is_empty() {
+                    self.groups.remove(key);
+                } else {
+                    self.maybe_ready_group(key.clone());
+                }
+            }
+        }
+        if self.arrivals.len() > 2 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            self.arrivals.retain(|(_, s)| entries.contains_key(s));
+        }
+        Some(e)
+    }
+
+    /// Lazy deletion leaves dead heap entries behind; rebuild when they
+    /// outnumber the live ones, so the heap stays O(live deadlines).
+    fn maybe_compact_timers(&mut self) {
+        let live = (self.delayed + self.in_flight) as usize;
+        if self.timers.len() <= 2 * live + 1024 {
+            return;
+        }
+        let entries = &self.entries;
+        self.timers.retain(|Reverse((at, seq, gen))| {
+            matches!(entries.get(seq), Some(e) if e.timer_gen == *gen
+                && matches!(e.state, State::Delayed(t) | State::InFlight(t) if t == *at))
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
