@@ -6,4 +6,6 @@
 //! [`server`] (bind, run, drain) → [`config`] and [`cli`].
 
 pub mod model;
+pub mod config;
+pub mod hub;
 pub mod queue;

@@ -722,3 +722,6 @@ impl QueueState {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -1,0 +1,344 @@
+//! Server configuration: defaults, then `pubq.toml`, then `PUBQ_*` environment
+//! variables, then command-line flags (each overriding the one before). The file
+//! may also declare topics, queues and subscriptions that exist at boot, so a
+//! deployment is reproducible.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{QueueName, QueueSettingsPatch, TopicName, TopicSettingsPatch};
+
+/// Default listen address of the contract.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7733";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid duration {0:?}: use 30s, 5m, 1h or plain seconds")]
+    Duration(String),
+}
+
+/// When the storage layer makes writes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Answer only after the write is on disk (group commit).
+    #[default]
+    Always,
+    /// Flush every `fsync_interval_ms`; a crash may lose that much.
+    Interval,
+    /// Leave it to the operating system.
+    Never,
+}
+
+/// Command-line flags of `pubq serve`. Every field is optional so that an
+/// absent flag leaves the file's (or the default) value alone.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7733].
+    #[arg(long, env = "PUBQ_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for durable data [default: ./pubq-data].
+    #[arg(long, env = "PUBQ_DATA_DIR", conflicts_with = "memory")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep everything in memory only (lost on restart).
+    #[arg(long, env = "PUBQ_MEMORY")]
+    pub memory: bool,
+    /// Configuration file (TOML).
+    #[arg(long, env = "PUBQ_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// When writes are made durable [default: always].
+    #[arg(long, env = "PUBQ_FSYNC", value_enum)]
+    pub fsync: Option<FsyncPolicy>,
+    /// Largest request body in bytes [default: 16 MiB].
+    #[arg(long, env = "PUBQ_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Most long-poll receives parked on one queue at once [default: 10000].
+    #[arg(long, env = "PUBQ_MAX_WAITERS_PER_QUEUE")]
+    pub max_waiters_per_queue: Option<usize>,
+    /// Most queues [default: 10000].
+    #[arg(long, env = "PUBQ_MAX_QUEUES")]
+    pub max_queues: Option<usize>,
+    /// Most topics [default: 10000].
+    #[arg(long, env = "PUBQ_MAX_TOPICS")]
+    pub max_topics: Option<usize>,
+    /// Most subscriptions on one topic [default: 1000].
+    #[arg(long, env = "PUBQ_MAX_SUBSCRIPTIONS_PER_TOPIC")]
+    pub max_subscriptions_per_topic: Option<usize>,
+    /// How long a shutdown waits for requests in progress (e.g. 10s).
+    #[arg(long, env = "PUBQ_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// Parses `30s`, `5m`, `1h`, `250ms` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let t = s.trim();
+    let err = || ConfigError::Duration(s.to_string());
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000).ok_or_else(err)?,
+        "m" => n.checked_mul(60_000).ok_or_else(err)?,
+        "h" => n.checked_mul(3_600_000).ok_or_else(err)?,
+        _ => return Err(err()),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// `[server]` table of `pubq.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub memory: Option<bool>,
+    pub fsync: Option<FsyncPolicy>,
+    pub fsync_interval_ms: Option<u64>,
+    pub max_request_bytes: Option<usize>,
+    pub max_waiters_per_queue: Option<usize>,
+    pub max_queues: Option<usize>,
+    pub max_topics: Option<usize>,
+    pub max_subscriptions_per_topic: Option<usize>,
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+/// A topic declared in `pubq.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicDecl {
+    pub name: TopicName,
+    #[serde(flatten)]
+    pub settings: TopicSettingsPatch,
+}
+
+/// A queue declared in `pubq.toml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueDecl {
+    pub name: QueueName,
+    #[serde(flatten)]
+    pub settings: QueueSettingsPatch,
+}
+
+/// A subscription declared in `pubq.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionDecl {
+    pub topic: TopicName,
+    pub queue: QueueName,
+    /// A filter policy, as in the HTTP API (TOML tables map to JSON objects).
+    pub filter: Option<serde_json::Value>,
+}
+
+/// The whole of `pubq.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub topics: Vec<TopicDecl>,
+    #[serde(default)]
+    pub queues: Vec<QueueDecl>,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionDecl>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// Where the hub keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    Memory,
+    Disk {
+        dir: PathBuf,
+        fsync: FsyncPolicy,
+        fsync_interval: Duration,
+    },
+}
+
+/// Named limits that keep one client from hurting others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// 413 `RequestTooLarge` past this.
+    pub max_request_bytes: usize,
+    /// 429 `Throttled` for a receive that would park past this.
+    pub max_waiters_per_queue: usize,
+    /// 409 `LimitExceeded` for a create past these.
+    pub max_queues: usize,
+    pub max_topics: usize,
+    pub max_subscriptions_per_topic: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 16 * 1024 * 1024,
+            max_waiters_per_queue: 10_000,
+            max_queues: 10_000,
+            max_topics: 10_000,
+            max_subscriptions_per_topic: 1_000,
+        }
+    }
+}
+
+/// Everything `pubq serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub storage: StorageConfig,
+    pub limits: Limits,
+    pub shutdown_grace: Duration,
+    /// Resources to declare at boot.
+    pub declare: FileConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("constant address parses"),
+            storage: StorageConfig::Memory,
+            limits: Limits::default(),
+            shutdown_grace: Duration::from_secs(10),
+            declare: FileConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Defaults ← file ← environment and flags (clap has merged those two).
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let s = &file.server;
+        let d = Limits::default();
+        let listen = args
+            .listen
+            .or(s.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant address parses"));
+        let memory = args.memory || (args.data_dir.is_none() && s.memory.unwrap_or(false));
+        let storage = if memory {
+            StorageConfig::Memory
+        } else {
+            StorageConfig::Disk {
+                dir: args
+                    .data_dir
+                    .clone()
+                    .or_else(|| s.data_dir.clone())
+                    .unwrap_or_else(|| PathBuf::from("./pubq-data")),
+                fsync: args.fsync.or(s.fsync).unwrap_or_default(),
+                fsync_interval: Duration::from_millis(s.fsync_interval_ms.unwrap_or(10)),
+            }
+        };
+        let limits = Limits {
+            max_request_bytes: args
+                .max_request_bytes
+                .or(s.max_request_bytes)
+                .unwrap_or(d.max_request_bytes),
+            max_waiters_per_queue: args
+                .max_waiters_per_queue
+                .or(s.max_waiters_per_queue)
+                .unwrap_or(d.max_waiters_per_queue),
+            max_queues: args.max_queues.or(s.max_queues).unwrap_or(d.max_queues),
+            max_topics: args.max_topics.or(s.max_topics).unwrap_or(d.max_topics),
+            max_subscriptions_per_topic: args
+                .max_subscriptions_per_topic
+                .or(s.max_subscriptions_per_topic)
+                .unwrap_or(d.max_subscriptions_per_topic),
+        };
+        let shutdown_grace = args
+            .shutdown_grace
+            .or(s.shutdown_grace_seconds.map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(10));
+        Ok(Self {
+            listen,
+            storage,
+            limits,
+            shutdown_grace,
+            declare: file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_or_plain_seconds() {
+        assert_eq!(parse_duration("30").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m").ok(), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms").ok(), Some(Duration::from_millis(250)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn file_declares_resources_and_flags_override_it() {
+        let file = FileConfig::parse(
+            r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            max_request_bytes = 1000
+
+            [[topics]]
+            name = "orders"
+
+            [[queues]]
+            name = "email"
+            visibility_timeout_seconds = 60
+            dead_letter = { queue = "email-dlq", max_receives = 5 }
+
+            [[queues]]
+            name = "email-dlq"
+
+            [[subscriptions]]
+            topic = "orders"
+            queue = "email"
+            filter = { type = ["order_placed"] }
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(file.queues.len(), 2);
+        assert_eq!(file.queues[0].settings.visibility_timeout_seconds, Some(60));
+        assert!(file.subscriptions[0].filter.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        assert!(FileConfig::parse("[server]\nlisten_on = \"x\"").is_err());
+        assert!(FileConfig::parse("[[topics]]\nname = \"bad name\"").is_err());
+    }
+}
