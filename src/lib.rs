@@ -9,3 +9,4 @@ pub mod model;
 pub mod config;
 pub mod hub;
 pub mod queue;
+pub mod server;
