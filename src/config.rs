@@ -300,7 +300,10 @@ mod tests {
         assert_eq!(parse_duration("30s").ok(), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m").ok(), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("250ms").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
     }

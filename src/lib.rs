@@ -5,8 +5,9 @@
 //! waiters, timers) → [`storage`] (where state is kept) → [`api`] (HTTP) →
 //! [`server`] (bind, run, drain) → [`config`] and [`cli`].
 
-pub mod model;
+pub mod api;
 pub mod config;
 pub mod hub;
+pub mod model;
 pub mod queue;
 pub mod server;

@@ -1,22 +1,184 @@
-//! Binding, running and draining the HTTP server. PLACEHOLDER.
+//! Binding, running and draining the server.
+//!
+//! Start-up order: build the hub, declare the resources of `pubq.toml`, bind,
+//! mark ready, serve. Shutdown order (SIGINT/SIGTERM or [`ServerHandle::shutdown`]):
+//! stop accepting, make parked long polls return, let requests in progress
+//! finish (up to the grace period), return.
 
-use crate::config::ServerConfig;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, receipt::ReceiptCodec, AppState};
+use crate::config::{FileConfig, ServerConfig, StorageConfig};
+use crate::hub::{Hub, HubError};
+use crate::model::{QueueSettingsPatch, SystemClock};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Startup(String),
+    #[error("config declares {what}: {source}")]
+    Declare { what: String, source: HubError },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A running server.
+pub struct ServerHandle {
+    /// The address it listens on (the real port when bound to port 0).
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl ServerHandle {
+    /// Starts shutting down and waits until the server has stopped.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.stop.send_replace(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops by itself (a signal).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Builds the hub and binds; the server runs in a spawned task.
+pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+    let hub = Hub::new(Arc::new(SystemClock::new()), config.limits.clone());
+    if let StorageConfig::Disk { dir, .. } = &config.storage {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            "the durable log is not built yet: messages are kept in memory only"
+        );
+    }
+    declare(&hub, &config.declare)?;
+    let state = AppState::new(hub.clone(), ReceiptCodec::random());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening beyond loopback without authentication");
+    }
+    state.ready.store(true, Ordering::Release);
+    let (stop, mut stop_rx) = watch::channel(false);
+    let app = api::router(state);
+    let drain_hub = hub.clone();
+    let grace = config.shutdown_grace;
+    let task = tokio::spawn(async move {
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s) => {}
+                () = shutdown_signal() => {}
+            }
+            tracing::info!("shutting down");
+            drain_hub.begin_shutdown();
+            let _ = drained_tx.send(());
+        };
+        let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let serve = async move { serve.await.map_err(ServerError::Serve) };
+        tokio::pin!(serve);
+        tokio::select! {
+            r = &mut serve => r,
+            _ = async {
+                let _ = drained_rx.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("requests still open after the grace period; closing them");
+                Ok(())
+            }
+        }
+    });
+    Ok(ServerHandle {
+        addr,
+        hub,
+        stop,
+        task,
+    })
 }
 
 /// Runs the server until SIGINT/SIGTERM. Prints `listening on http://ADDR` on
 /// stdout once bound (tests and scripts read the port from that line).
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
-    let _ = config;
+    let handle = start(config).await?;
+    println!("listening on http://{}", handle.addr);
+    tracing::info!(addr = %handle.addr, "pubq ready");
+    handle.wait().await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Creates what `pubq.toml` declares: topics, then queues (dead-letter
+/// settings in a second pass, so a queue may name a DLQ declared after it),
+/// then subscriptions. Existing resources are updated, as `PUT` would.
+pub fn declare(hub: &Hub, file: &FileConfig) -> Result<(), ServerError> {
+    let err = |what: String| move |source| ServerError::Declare { what, source };
+    for t in &file.topics {
+        hub.put_topic(&t.name, &t.settings)
+            .map_err(err(format!("topic {}", t.name)))?;
+    }
+    for q in &file.queues {
+        let first = QueueSettingsPatch {
+            dead_letter: None,
+            ..q.settings.clone()
+        };
+        hub.put_queue(&q.name, &first)
+            .map_err(err(format!("queue {}", q.name)))?;
+    }
+    for q in file
+        .queues
+        .iter()
+        .filter(|q| q.settings.dead_letter.is_some())
+    {
+        let dl = QueueSettingsPatch {
+            dead_letter: q.settings.dead_letter.clone(),
+            ..QueueSettingsPatch::default()
+        };
+        hub.put_queue(&q.name, &dl)
+            .map_err(err(format!("queue {}", q.name)))?;
+    }
+    for s in &file.subscriptions {
+        hub.subscribe(&s.topic, &s.queue, s.filter.clone())
+            .map_err(err(format!("subscription {} -> {}", s.topic, s.queue)))?;
+    }
     Ok(())
 }

@@ -1,4 +1,712 @@
-//! The hub: registry of topics and queues, fan-out with filter policies, the
-//! long-poll waiters and timers around each queue engine.
+//! The hub: the registry of topics and queues, fan-out through filter
+//! policies, and the async shell around each queue engine (long-poll waiters,
+//! timers, dead-letter forwarding, redrive).
+//!
+//! Admin changes (create, update, delete, subscribe) are serialised by one
+//! `admin` lock so cross-resource rules (a DLQ exists, no DLQ loops, a queue in
+//! use is not deleted) are checked and applied atomically. The hot path
+//! (publish, receive, ack) never takes it: it looks names up in `DashMap`s and
+//! locks only the queues it touches, one at a time.
 
+mod error;
 pub mod filter;
+mod publish;
+mod queue_handle;
+mod redrive;
+mod topic;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use rand::Rng;
+
+pub use error::HubError;
+pub use publish::{EntryResult, NewMessage};
+pub use queue_handle::QueueHandle;
+pub use redrive::{RedriveProgress, RedriveStarted};
+pub use topic::{Subscription, TopicHandle, TopicStats};
+
+use crate::config::Limits;
+use crate::model::{
+    Clock, Millis, QueueName, QueueSettings, QueueSettingsPatch, TopicName, TopicSettings,
+    TopicSettingsPatch, MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS,
+};
+use crate::queue::ReceiptError;
+use crate::queue::{DeadLetterMove, Delivery, EnqueueOptions, QueueState, QueueStats, Receipt};
+use filter::FilterPolicy;
+use queue_handle::Waiter;
+
+/// Most messages one receive returns, and most entries in one batch.
+pub const MAX_BATCH: usize = 100;
+
+/// What `describe` of a queue shows.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub name: QueueName,
+    pub settings: QueueSettings,
+    pub stats: QueueStats,
+    pub temporary: bool,
+    /// Queues that use this one as their dead-letter queue.
+    pub dead_letter_sources: Vec<QueueName>,
+    /// Topics this queue is subscribed to.
+    pub subscribed_to: Vec<TopicName>,
+    /// The latest redrive out of this queue, if any.
+    pub redrive: Option<RedriveProgress>,
+}
+
+/// What `describe` of a topic shows.
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    pub name: TopicName,
+    pub settings: TopicSettings,
+    pub subscriptions: Vec<Subscription>,
+    pub stats: TopicStats,
+}
+
+/// A receive request, validated by [`Hub::receive`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReceiveRequest {
+    /// 1..=100; default 1.
+    pub max: Option<u32>,
+    /// 0..=20 seconds; default the queue's `receive_wait_seconds`.
+    pub wait_seconds: Option<u32>,
+    /// 0..=43200 seconds; default the queue's visibility timeout.
+    pub visibility_timeout_seconds: Option<u32>,
+}
+
+/// The hub. Cheap to clone; every clone is the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+pub(crate) struct HubInner {
+    topics: DashMap<TopicName, Arc<TopicHandle>>,
+    queues: DashMap<QueueName, Arc<QueueHandle>>,
+    /// Serialises admin changes; never held across `.await`.
+    admin: Mutex<()>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    /// Source of queue incarnation ids (receipts name them).
+    next_uid: AtomicU64,
+    redrives: DashMap<QueueName, Arc<redrive::RedriveTask>>,
+    /// Signals parked receives to return at shutdown.
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Hub {
+    /// An empty hub. Must be created inside a tokio runtime (queues spawn
+    /// their timer tasks there).
+    pub fn new(clock: Arc<dyn Clock>, limits: Limits) -> Self {
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        Self {
+            inner: Arc::new(HubInner {
+                topics: DashMap::new(),
+                queues: DashMap::new(),
+                admin: Mutex::new(()),
+                clock,
+                limits,
+                next_uid: AtomicU64::new(rand::thread_rng().gen::<u64>() >> 16),
+                redrives: DashMap::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.inner.clock.now_ms()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Makes parked receives return (empty) at once; used at shutdown.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- topics ----
+
+    /// Creates a topic, or checks an existing one. Returns whether it was
+    /// created. Changing `fifo` of an existing topic is `TopicExists`.
+    pub fn put_topic(
+        &self,
+        name: &TopicName,
+        patch: &TopicSettingsPatch,
+    ) -> Result<bool, HubError> {
+        let _admin = self.admin_lock();
+        if let Some(t) = self.inner.topics.get(name) {
+            let mut cur = t.settings.lock().unwrap_or_else(|p| p.into_inner());
+            if patch.fifo.is_some_and(|f| f != cur.fifo) {
+                return Err(HubError::TopicExists(format!(
+                    "topic {name} exists with fifo={}; fifo cannot change",
+                    cur.fifo
+                )));
+            }
+            let next = patch.apply(&cur);
+            next.validate()?;
+            *cur = next;
+            return Ok(false);
+        }
+        let settings = patch.apply(&TopicSettings::default());
+        settings.validate()?;
+        if self.inner.topics.len() >= self.inner.limits.max_topics {
+            return Err(HubError::LimitExceeded(format!(
+                "at most {} topics may exist (--max-topics)",
+                self.inner.limits.max_topics
+            )));
+        }
+        self.inner
+            .topics
+            .insert(name.clone(), TopicHandle::new(name.clone(), settings));
+        tracing::info!(topic = %name, "topic created");
+        Ok(true)
+    }
+
+    pub fn list_topics(&self) -> Vec<TopicName> {
+        let mut v: Vec<_> = self.inner.topics.iter().map(|e| e.key().clone()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn topic(&self, name: &TopicName) -> Result<Arc<TopicHandle>, HubError> {
+        self.inner
+            .topics
+            .get(name)
+            .map(|t| t.clone())
+            .ok_or_else(|| HubError::TopicNotFound(name.clone()))
+    }
+
+    pub fn describe_topic(&self, name: &TopicName) -> Result<TopicInfo, HubError> {
+        let t = self.topic(name)?;
+        Ok(TopicInfo {
+            name: name.clone(),
+            settings: t.settings(),
+            subscriptions: t.subscriptions().as_ref().clone(),
+            stats: t.stats(),
+        })
+    }
+
+    /// Deletes a topic and its subscriptions (the queues stay).
+    pub fn delete_topic(&self, name: &TopicName) -> Result<(), HubError> {
+        let _admin = self.admin_lock();
+        self.inner
+            .topics
+            .remove(name)
+            .ok_or_else(|| HubError::TopicNotFound(name.clone()))?;
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    // ---- queues ----
+
+    /// Creates a queue or updates an existing one's mutable settings.
+    /// Returns whether it was created.
+    pub fn put_queue(
+        &self,
+        name: &QueueName,
+        patch: &QueueSettingsPatch,
+    ) -> Result<bool, HubError> {
+        self.put_queue_inner(name, patch, false)
+    }
+
+    fn put_queue_inner(
+        &self,
+        name: &QueueName,
+        patch: &QueueSettingsPatch,
+        temporary: bool,
+    ) -> Result<bool, HubError> {
+        let _admin = self.admin_lock();
+        let existing = self.inner.queues.get(name).map(|q| q.clone());
+        let base = match &existing {
+            Some(q) => q.lock().engine.settings().clone(),
+            None => QueueSettings::default(),
+        };
+        if existing.is_some() && patch.fifo.is_some_and(|f| f != base.fifo) {
+            return Err(HubError::QueueExists(format!(
+                "queue {name} exists with fifo={}; fifo cannot change",
+                base.fifo
+            )));
+        }
+        let settings = patch.apply(&base);
+        settings.validate()?;
+        self.check_dead_letter(name, &settings)?;
+        if let Some(q) = existing {
+            let now = self.now();
+            let moves = q.update_settings(now, settings);
+            self.forward_dead_letters(moves);
+            tracing::info!(queue = %name, "queue settings updated");
+            return Ok(false);
+        }
+        if self.inner.queues.len() >= self.inner.limits.max_queues {
+            return Err(HubError::LimitExceeded(format!(
+                "at most {} queues may exist (--max-queues)",
+                self.inner.limits.max_queues
+            )));
+        }
+        let uid = self.inner.next_uid.fetch_add(1, Ordering::Relaxed);
+        let handle = QueueHandle::new(QueueState::new(name.clone(), uid, settings));
+        handle.temporary.store(temporary, Ordering::Relaxed);
+        self.inner.queues.insert(name.clone(), handle.clone());
+        self.spawn_timer(handle);
+        tracing::info!(queue = %name, "queue created");
+        Ok(true)
+    }
+
+    /// Cross-queue rules of `dead_letter`: the DLQ exists, matches the kind
+    /// (FIFO with FIFO, standard with standard) and no chain loops back.
+    fn check_dead_letter(&self, name: &QueueName, s: &QueueSettings) -> Result<(), HubError> {
+        let Some(dl) = &s.dead_letter else {
+            return Ok(());
+        };
+        if &dl.queue == name {
+            return Err(HubError::InvalidSetting(format!(
+                "queue {name} cannot be its own dead-letter queue"
+            )));
+        }
+        let target = self
+            .inner
+            .queues
+            .get(&dl.queue)
+            .map(|q| q.clone())
+            .ok_or_else(|| {
+                HubError::InvalidSetting(format!("dead-letter queue {} does not exist", dl.queue))
+            })?;
+        let target_fifo = target.is_fifo();
+        if target_fifo != s.fifo {
+            let kind = |f: bool| if f { "FIFO" } else { "standard" };
+            return Err(HubError::InvalidSetting(format!(
+                "the dead-letter queue of a {} queue must be {} too; {} is {}",
+                kind(s.fifo),
+                kind(s.fifo),
+                dl.queue,
+                kind(target_fifo)
+            )));
+        }
+        // Follow the chain from the DLQ; reaching `name` again is a loop.
+        let mut seen = vec![name.clone()];
+        let mut cur = dl.queue.clone();
+        loop {
+            if seen.contains(&cur) {
+                return Err(HubError::InvalidSetting(format!(
+                    "dead-letter chain {} -> {} loops",
+                    seen.iter()
+                        .map(|q| q.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" -> "),
+                    cur
+                )));
+            }
+            seen.push(cur.clone());
+            let next = self
+                .inner
+                .queues
+                .get(&cur)
+                .and_then(|q| q.lock().engine.settings().dead_letter.clone());
+            match next {
+                Some(d) => cur = d.queue,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    pub fn list_queues(&self) -> Vec<QueueName> {
+        let mut v: Vec<_> = self.inner.queues.iter().map(|e| e.key().clone()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn queue(&self, name: &QueueName) -> Result<Arc<QueueHandle>, HubError> {
+        self.inner
+            .queues
+            .get(name)
+            .map(|q| q.clone())
+            .ok_or_else(|| HubError::QueueNotFound(name.clone()))
+    }
+
+    pub fn describe_queue(&self, name: &QueueName) -> Result<QueueInfo, HubError> {
+        let q = self.queue(name)?;
+        let now = self.now();
+        let ((settings, stats), moves) =
+            q.with(now, |g| (g.engine.settings().clone(), g.engine.stats(now)));
+        self.forward_dead_letters(moves);
+        Ok(QueueInfo {
+            name: name.clone(),
+            settings,
+            stats,
+            temporary: q.temporary.load(Ordering::Relaxed),
+            dead_letter_sources: self.dead_letter_sources(name),
+            subscribed_to: self.subscribed_topics(name),
+            redrive: self.inner.redrives.get(name).map(|r| r.progress()),
+        })
+    }
+
+    fn dead_letter_sources(&self, name: &QueueName) -> Vec<QueueName> {
+        let mut v: Vec<QueueName> = self
+            .inner
+            .queues
+            .iter()
+            .filter(|e| {
+                e.value()
+                    .lock()
+                    .engine
+                    .settings()
+                    .dead_letter
+                    .as_ref()
+                    .is_some_and(|d| &d.queue == name)
+            })
+            .map(|e| e.key().clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn subscribed_topics(&self, name: &QueueName) -> Vec<TopicName> {
+        let mut v: Vec<TopicName> = self
+            .inner
+            .topics
+            .iter()
+            .filter(|t| t.subscriptions().iter().any(|s| &s.queue == name))
+            .map(|t| t.key().clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Deletes a queue. Refused while it is another queue's DLQ or is
+    /// subscribed to a topic. Parked receives return empty; push consumers
+    /// see the queue end.
+    pub fn delete_queue(&self, name: &QueueName) -> Result<(), HubError> {
+        let _admin = self.admin_lock();
+        if !self.inner.queues.contains_key(name) {
+            return Err(HubError::QueueNotFound(name.clone()));
+        }
+        let sources = self.dead_letter_sources(name);
+        if !sources.is_empty() {
+            return Err(HubError::QueueInUse(format!(
+                "queue {name} is the dead-letter queue of {}",
+                join(&sources)
+            )));
+        }
+        let topics = self.subscribed_topics(name);
+        if !topics.is_empty() {
+            return Err(HubError::QueueInUse(format!(
+                "queue {name} is subscribed to topic {}; unsubscribe first",
+                join(&topics)
+            )));
+        }
+        if let Some((_, q)) = self.inner.queues.remove(name) {
+            q.mark_deleted();
+        }
+        self.inner.redrives.remove(name);
+        tracing::info!(queue = %name, "queue deleted");
+        Ok(())
+    }
+
+    /// Drops every message of a queue, in flight or not.
+    pub fn purge(&self, name: &QueueName) -> Result<u64, HubError> {
+        let q = self.queue(name)?;
+        let (n, moves) = q.with(self.now(), |g| g.engine.purge());
+        self.forward_dead_letters(moves);
+        tracing::info!(queue = %name, purged = n, "queue purged");
+        Ok(n)
+    }
+
+    // ---- subscriptions ----
+
+    /// Subscribes a queue to a topic; subscribing again replaces the filter.
+    pub fn subscribe(
+        &self,
+        topic: &TopicName,
+        queue: &QueueName,
+        filter: Option<serde_json::Value>,
+    ) -> Result<bool, HubError> {
+        let _admin = self.admin_lock();
+        let t = self.topic(topic)?;
+        let q = self.queue(queue)?;
+        let topic_fifo = t.settings().fifo;
+        let queue_fifo = q.is_fifo();
+        if queue_fifo && !topic_fifo {
+            return Err(HubError::InvalidSetting(format!(
+                "standard topic {topic} cannot feed FIFO queue {queue}"
+            )));
+        }
+        let compiled = match &filter {
+            Some(v) if !v.is_null() => Some(Arc::new(
+                FilterPolicy::parse(v).map_err(|e| HubError::InvalidSetting(e.0))?,
+            )),
+            _ => None,
+        };
+        let mut subs = t.subscriptions().as_ref().clone();
+        let sub = Subscription {
+            queue: queue.clone(),
+            filter: compiled,
+            filter_json: filter.filter(|v| !v.is_null()),
+        };
+        let created = match subs.iter_mut().find(|s| &s.queue == queue) {
+            Some(s) => {
+                *s = sub;
+                false
+            }
+            None => {
+                if subs.len() >= self.inner.limits.max_subscriptions_per_topic {
+                    return Err(HubError::LimitExceeded(format!(
+                        "topic {topic} has {} subscriptions, the most allowed \
+                         (--max-subscriptions-per-topic)",
+                        subs.len()
+                    )));
+                }
+                subs.push(sub);
+                true
+            }
+        };
+        t.set_subscriptions(subs);
+        tracing::info!(topic = %topic, queue = %queue, "subscribed");
+        Ok(created)
+    }
+
+    pub fn unsubscribe(&self, topic: &TopicName, queue: &QueueName) -> Result<(), HubError> {
+        let _admin = self.admin_lock();
+        let t = self.topic(topic)?;
+        let mut subs = t.subscriptions().as_ref().clone();
+        let before = subs.len();
+        subs.retain(|s| &s.queue != queue);
+        if subs.len() == before {
+            if !self.inner.queues.contains_key(queue) {
+                return Err(HubError::QueueNotFound(queue.clone()));
+            }
+            return Err(HubError::InvalidRequest(format!(
+                "queue {queue} is not subscribed to topic {topic}"
+            )));
+        }
+        t.set_subscriptions(subs);
+        tracing::info!(topic = %topic, queue = %queue, "unsubscribed");
+        Ok(())
+    }
+
+    // ---- consuming ----
+
+    /// Receives up to `max` messages, waiting up to `wait_seconds` for the
+    /// first one. Returns as soon as anything is available.
+    pub async fn receive(
+        &self,
+        queue: &QueueName,
+        req: ReceiveRequest,
+    ) -> Result<Vec<Delivery>, HubError> {
+        let max = req.max.unwrap_or(1);
+        if !(1..=MAX_BATCH as u32).contains(&max) {
+            return Err(HubError::InvalidRequest(format!(
+                "max is {max}; it must be between 1 and {MAX_BATCH}"
+            )));
+        }
+        if let Some(w) = req.wait_seconds {
+            if w > MAX_WAIT_SECONDS {
+                return Err(HubError::InvalidRequest(format!(
+                    "wait_seconds is {w}; it must be between 0 and {MAX_WAIT_SECONDS}"
+                )));
+            }
+        }
+        if let Some(v) = req.visibility_timeout_seconds {
+            if v > MAX_VISIBILITY_SECONDS {
+                return Err(HubError::InvalidRequest(format!(
+                    "visibility_timeout_seconds is {v}; it must be between 0 and \
+                     {MAX_VISIBILITY_SECONDS}"
+                )));
+            }
+        }
+        let q = self.queue(queue)?;
+        let vis = req.visibility_timeout_seconds.map(|s| u64::from(s) * 1000);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let now = self.now();
+        let limit = self.inner.limits.max_waiters_per_queue;
+        let (outcome, moves) = q.with(now, |g| {
+            let got = g.engine.receive(max as usize, vis, now);
+            if !got.is_empty() {
+                return Ok(Ok(got));
+            }
+            let wait = req
+                .wait_seconds
+                .unwrap_or(g.engine.settings().receive_wait_seconds);
+            if wait == 0 {
+                return Ok(Ok(Vec::new()));
+            }
+            if g.waiters.len() >= limit {
+                g.prune_waiters();
+                if g.waiters.len() >= limit {
+                    return Err(HubError::Throttled(format!(
+                        "{limit} receives are already waiting on queue {queue} \
+                         (--max-waiters-per-queue)"
+                    )));
+                }
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            g.waiters.push_back(Waiter {
+                max: max as usize,
+                visibility_ms: vis,
+                tx,
+            });
+            Ok(Err((rx, wait)))
+        });
+        self.forward_dead_letters(moves);
+        let (mut rx, wait) = match outcome? {
+            Ok(got) => return Ok(got),
+            Err(parked) => parked,
+        };
+        if *shutdown.borrow() {
+            return Ok(Vec::new());
+        }
+        let deadline = tokio::time::sleep(Duration::from_secs(u64::from(wait)));
+        tokio::select! {
+            r = &mut rx => return Ok(r.unwrap_or_default()),
+            () = deadline => {}
+            _ = shutdown.changed() => {}
+        }
+        // Gave up: close the channel, then take anything handed over in the
+        // meantime, so no leased message is stranded.
+        rx.close();
+        Ok(rx.try_recv().unwrap_or_default())
+    }
+
+    /// Acks receipts; per-receipt results.
+    pub fn ack(
+        &self,
+        queue: &QueueName,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), ReceiptError>>, HubError> {
+        let q = self.queue(queue)?;
+        let (r, moves) = q.with(self.now(), |g| {
+            receipts.iter().map(|r| g.engine.ack(r)).collect()
+        });
+        self.forward_dead_letters(moves);
+        Ok(r)
+    }
+
+    /// Nacks receipts: visible again after `delay_seconds` (explicit delay wins
+    /// over the queue's retry backoff).
+    pub fn nack(
+        &self,
+        queue: &QueueName,
+        receipts: &[Receipt],
+        delay_seconds: Option<u32>,
+    ) -> Result<Vec<Result<(), ReceiptError>>, HubError> {
+        if let Some(d) = delay_seconds {
+            if d > MAX_VISIBILITY_SECONDS {
+                return Err(HubError::InvalidRequest(format!(
+                    "delay_seconds is {d}; it must be between 0 and {MAX_VISIBILITY_SECONDS}"
+                )));
+            }
+        }
+        let q = self.queue(queue)?;
+        let now = self.now();
+        let delay = delay_seconds.map(|s| u64::from(s) * 1000);
+        let mut dead = Vec::new();
+        let (r, mut moves) = q.with(now, |g| {
+            receipts
+                .iter()
+                .map(|r| {
+                    let m = g.engine.nack(r, delay, now)?;
+                    dead.extend(m);
+                    Ok(())
+                })
+                .collect()
+        });
+        moves.extend(dead);
+        self.forward_dead_letters(moves);
+        Ok(r)
+    }
+
+    /// Sets receipts' remaining hidden time to `seconds` from now.
+    pub fn change_visibility(
+        &self,
+        queue: &QueueName,
+        receipts: &[Receipt],
+        seconds: u32,
+    ) -> Result<Vec<Result<(), ReceiptError>>, HubError> {
+        if seconds > MAX_VISIBILITY_SECONDS {
+            return Err(HubError::InvalidRequest(format!(
+                "seconds is {seconds}; it must be between 0 and {MAX_VISIBILITY_SECONDS}"
+            )));
+        }
+        let q = self.queue(queue)?;
+        let now = self.now();
+        let ms = u64::from(seconds) * 1000;
+        let (r, moves) = q.with(now, |g| {
+            receipts
+                .iter()
+                .map(|r| g.engine.change_visibility(r, ms, now))
+                .collect()
+        });
+        self.forward_dead_letters(moves);
+        Ok(r)
+    }
+
+    // ---- internals ----
+
+    fn spawn_timer(&self, q: Arc<QueueHandle>) {
+        let weak: Weak<HubInner> = Arc::downgrade(&self.inner);
+        let clock = self.inner.clock.clone();
+        tokio::spawn(queue_handle::run_timer(q, clock, move |moves| {
+            if let Some(inner) = weak.upgrade() {
+                Hub { inner }.forward_dead_letters(moves);
+            }
+        }));
+    }
+
+    /// Puts dead letters into their target queues (which may produce more,
+    /// from the targets' own deadlines).
+    pub(crate) fn forward_dead_letters(&self, mut moves: Vec<DeadLetterMove>) {
+        while let Some(m) = moves.pop() {
+            let now = self.now();
+            let opts = EnqueueOptions {
+                visible_at: Some(now),
+                group_id: m.group_id.clone(),
+                dedup_id: None,
+                receive_count: m.receive_count,
+                dead_letter_source: Some(m.source.clone()),
+                skip_dedup: true,
+            };
+            let target = self.inner.queues.get(&m.target).map(|q| q.clone());
+            // A DLQ cannot be deleted while in use, but settings may have
+            // changed under a message in flight: then it stays where it was.
+            let dest = match target {
+                Some(t) => t,
+                None => match self.inner.queues.get(&m.source).map(|q| q.clone()) {
+                    Some(src) => {
+                        tracing::warn!(queue = %m.source, dlq = %m.target,
+                            "dead-letter queue is gone; message stays in its queue");
+                        src
+                    }
+                    None => {
+                        tracing::error!(queue = %m.source, dlq = %m.target,
+                            "dead-letter queue and source are gone; message dropped");
+                        continue;
+                    }
+                },
+            };
+            let msg = m.message.clone();
+            let (r, more) = dest.with(now, |g| g.engine.enqueue(msg, opts, now));
+            if let Err(e) = r {
+                tracing::error!(queue = %m.target, error = %e, "dead-letter enqueue refused");
+            }
+            moves.extend(more);
+        }
+    }
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests;

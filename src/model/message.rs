@@ -41,9 +41,8 @@ impl MessageId {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let prefix = *PREFIX.get_or_init(|| rand::thread_rng().gen::<u64>() & 0xFFFF);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let v = (u128::from(now & 0xFFFF_FFFF_FFFF) << 80)
-            | (u128::from(prefix) << 64)
-            | u128::from(n);
+        let v =
+            (u128::from(now & 0xFFFF_FFFF_FFFF) << 80) | (u128::from(prefix) << 64) | u128::from(n);
         Self(v)
     }
 
@@ -88,6 +87,9 @@ pub struct MessageData {
     pub sent_at: Millis,
     /// Decoded body bytes plus attribute keys and values: what size limits count.
     pub size: usize,
+    /// The delivery time a standard message asked for (`delay_seconds` or
+    /// `deliver_at`); `None` applies each queue's own delay.
+    pub visible_at: Option<Millis>,
 }
 
 impl MessageData {

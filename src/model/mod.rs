@@ -13,6 +13,6 @@ pub use message::{Attributes, BodyEncoding, MessageData, MessageId};
 pub use names::{NameError, QueueName, TopicName};
 pub use settings::{
     DeadLetterSettings, QueueSettings, QueueSettingsPatch, RetryBackoff, SettingsError,
-    TopicSettings, TopicSettingsPatch,
+    TopicSettings, TopicSettingsPatch, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS,
 };
 pub use time::{Clock, ManualClock, Millis, SystemClock};

@@ -323,7 +323,10 @@ mod tests {
         ];
         for b in bad {
             let p: QueueSettingsPatch = serde_json::from_str(b).expect(b);
-            assert!(p.apply(&QueueSettings::default()).validate().is_err(), "{b}");
+            assert!(
+                p.apply(&QueueSettings::default()).validate().is_err(),
+                "{b}"
+            );
         }
     }
 

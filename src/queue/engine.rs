@@ -421,17 +421,24 @@ impl QueueState {
         n
     }
 
-    /// Takes up to `max` messages that are not in flight, oldest first, for a
-    /// redrive back to their source queues.
-    pub fn take_for_redrive(&mut self, max: usize) -> Vec<RedriveItem> {
+    /// Takes up to `max` messages that are not in flight and whose source
+    /// queue `movable` accepts, oldest first, for a redrive back to their
+    /// source queues.
+    pub fn take_for_redrive(
+        &mut self,
+        max: usize,
+        movable: impl Fn(&QueueName) -> bool,
+    ) -> Vec<RedriveItem> {
         let mut picked = Vec::new();
         for &(_, seq) in &self.arrivals {
             if picked.len() >= max {
                 break;
             }
-            if matches!(self.entries.get(&seq), Some(e) if !matches!(e.state, State::InFlight(_)))
-            {
-                picked.push(seq);
+            if let Some(e) = self.entries.get(&seq) {
+                let idle = !matches!(e.state, State::InFlight(_));
+                if idle && e.dead_letter_source.as_ref().is_some_and(&movable) {
+                    picked.push(seq);
+                }
             }
         }
         picked
@@ -601,7 +608,11 @@ impl QueueState {
             }
         }
         let delay = explicit_delay
-            .or_else(|| self.settings.retry_backoff.map(|b| b.delay_ms(receive_count)))
+            .or_else(|| {
+                self.settings
+                    .retry_backoff
+                    .map(|b| b.delay_ms(receive_count))
+            })
             .unwrap_or(0);
         let state = if delay == 0 {
             State::Ready

@@ -13,7 +13,7 @@ mod receipt;
 
 pub use dedup::DedupWindow;
 pub use engine::{
-    DeadLetterMove, Delivery, EnqueueOptions, EnqueueOutcome, QueueState, QueueStats,
-    QueueTotals, TickOutcome,
+    DeadLetterMove, Delivery, EnqueueError, EnqueueOptions, EnqueueOutcome, QueueState, QueueStats,
+    QueueTotals, RedriveItem, TickOutcome,
 };
 pub use receipt::{Receipt, ReceiptError};

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::model::{
-    Attributes, BodyEncoding, DeadLetterSettings, MessageData, MessageId, QueueName,
-    QueueSettings, RetryBackoff,
+    Attributes, BodyEncoding, DeadLetterSettings, MessageData, MessageId, QueueName, QueueSettings,
+    RetryBackoff,
 };
 
 const T0: Millis = 1_000_000;
@@ -22,6 +22,7 @@ fn msg(body: &str) -> Arc<MessageData> {
         poison: false,
         sent_at: T0,
         size: body.len(),
+        visible_at: None,
     })
 }
 
@@ -109,7 +110,10 @@ fn acking_twice_is_ok_but_nack_after_ack_is_stale() {
     let d = q.receive(1, None, T0);
     assert_eq!(q.ack(&d[0].receipt), Ok(()));
     assert_eq!(q.ack(&d[0].receipt), Ok(()));
-    assert_eq!(q.nack(&d[0].receipt, None, T0).err(), Some(ReceiptError::Stale));
+    assert_eq!(
+        q.nack(&d[0].receipt, None, T0).err(),
+        Some(ReceiptError::Stale)
+    );
     assert_eq!(
         q.change_visibility(&d[0].receipt, 10, T0),
         Err(ReceiptError::Stale)
@@ -161,7 +165,10 @@ fn nack_with_delay_hides_then_redelivers() {
     let mut q = std_queue(QueueSettings::default());
     send(&mut q, "a");
     let d = q.receive(1, None, T0);
-    assert!(q.nack(&d[0].receipt, Some(2_000), T0).expect("nack").is_none());
+    assert!(q
+        .nack(&d[0].receipt, Some(2_000), T0)
+        .expect("nack")
+        .is_none());
     q.tick(T0 + 1_999);
     assert!(q.receive(1, None, T0 + 1_999).is_empty());
     q.tick(T0 + 2_000);
@@ -241,10 +248,18 @@ fn purge_drops_everything_in_flight_too() {
     send(&mut q, "b");
     let d = q.receive(1, None, T0);
     assert_eq!(q.purge(), 2);
-    assert_eq!(q.stats(T0), QueueStats {
-        totals: QueueTotals { sent: 2, received: 1, purged: 2, ..QueueTotals::default() },
-        ..QueueStats::default()
-    });
+    assert_eq!(
+        q.stats(T0),
+        QueueStats {
+            totals: QueueTotals {
+                sent: 2,
+                received: 1,
+                purged: 2,
+                ..QueueTotals::default()
+            },
+            ..QueueStats::default()
+        }
+    );
     assert_eq!(q.ack(&d[0].receipt), Ok(()));
 }
 
@@ -367,10 +382,12 @@ fn visibility_change_extends_and_shortens() {
     let mut q = std_queue(QueueSettings::default());
     send(&mut q, "a");
     let d = q.receive(1, Some(1_000), T0);
-    q.change_visibility(&d[0].receipt, 10_000, T0 + 500).expect("extend");
+    q.change_visibility(&d[0].receipt, 10_000, T0 + 500)
+        .expect("extend");
     q.tick(T0 + 5_000);
     assert!(q.receive(1, None, T0 + 5_000).is_empty());
-    q.change_visibility(&d[0].receipt, 0, T0 + 5_000).expect("shorten");
+    q.change_visibility(&d[0].receipt, 0, T0 + 5_000)
+        .expect("shorten");
     q.tick(T0 + 5_000);
     assert_eq!(q.receive(1, None, T0 + 5_000).len(), 1);
 }
@@ -392,7 +409,7 @@ fn redrive_takes_messages_not_in_flight_with_their_source() {
     let _busy = q.receive(10, None, T0);
     // both are in flight now; release the first back
     q.return_now(&[_busy[0].receipt]);
-    let items = q.take_for_redrive(10);
+    let items = q.take_for_redrive(10, |_| true);
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].source.as_ref().map(|s| s.as_str()), Some("src"));
 }

@@ -1,0 +1,283 @@
+//! Wire types of the HTTP API (and the WebSocket frames that share them):
+//! what requests look like and how answers are written. Only `api` and `ws`
+//! know these shapes.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::error::{ApiError, ErrorBody};
+use super::receipt::ReceiptCodec;
+use crate::hub::{NewMessage, QueueInfo, TopicInfo};
+use crate::model::time::{format_rfc3339, parse_rfc3339};
+use crate::model::{BodyEncoding, MessageId, QueueSettings};
+use crate::queue::Delivery;
+
+/// A message as published or sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireMessage {
+    pub body: String,
+    #[serde(default)]
+    pub body_encoding: Option<String>,
+    #[serde(default)]
+    pub attributes: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default)]
+    pub dedup_id: Option<String>,
+    #[serde(default)]
+    pub delay_seconds: Option<u32>,
+    #[serde(default)]
+    pub deliver_at: Option<String>,
+    #[serde(default)]
+    pub poison: Option<bool>,
+}
+
+impl WireMessage {
+    /// Checks what the wire can check (encoding, base64, timestamp) and turns
+    /// it into the hub's form.
+    pub fn into_new_message(self) -> Result<NewMessage, ApiError> {
+        let encoding = match self.body_encoding.as_deref() {
+            None | Some("text") => BodyEncoding::Text,
+            Some("base64") => BodyEncoding::Base64,
+            Some(other) => {
+                return Err(ApiError::invalid_request(format!(
+                    "body_encoding is {other:?}; use \"text\" or \"base64\""
+                )))
+            }
+        };
+        let body_len = match encoding {
+            BodyEncoding::Text => self.body.len(),
+            BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(self.body.as_bytes())
+                .map_err(|e| ApiError::invalid_request(format!("body is not valid base64: {e}")))?
+                .len(),
+        };
+        let deliver_at = match &self.deliver_at {
+            None => None,
+            Some(s) => Some(parse_rfc3339(s).ok_or_else(|| {
+                ApiError::invalid_request(format!("deliver_at {s:?} is not an RFC 3339 time"))
+            })?),
+        };
+        Ok(NewMessage {
+            body: self.body,
+            body_encoding: encoding,
+            body_len,
+            attributes: self.attributes.unwrap_or_default(),
+            group_id: self.group_id,
+            dedup_id: self.dedup_id,
+            delay_seconds: self.delay_seconds,
+            deliver_at,
+            poison: self.poison.unwrap_or(false),
+        })
+    }
+}
+
+/// A parsed publish or send body.
+pub enum PublishInput {
+    /// A single message: errors answer with their own status.
+    Single(WireMessage),
+    /// `{"messages": [...]}`: each entry parsed alone, so one bad entry gets
+    /// its own error instead of failing the batch.
+    Batch(Vec<Result<WireMessage, ApiError>>),
+}
+
+/// Parses a publish or send body.
+pub fn parse_publish(bytes: &[u8]) -> Result<PublishInput, ApiError> {
+    let top: BTreeMap<String, &RawValue> = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
+    let Some(raw) = top.get("messages") else {
+        return serde_json::from_slice(bytes)
+            .map(PublishInput::Single)
+            .map_err(|e| ApiError::invalid_request(format!("invalid message: {e}")));
+    };
+    if top.len() > 1 {
+        return Err(ApiError::invalid_request(
+            "a batch body has only the field \"messages\"",
+        ));
+    }
+    let entries: Vec<&RawValue> = serde_json::from_str(raw.get())
+        .map_err(|e| ApiError::invalid_request(format!("messages must be an array: {e}")))?;
+    Ok(PublishInput::Batch(
+        entries
+            .into_iter()
+            .map(|r| {
+                serde_json::from_str::<WireMessage>(r.get())
+                    .map_err(|e| ApiError::invalid_request(format!("invalid message: {e}")))
+            })
+            .collect(),
+    ))
+}
+
+/// One entry's outcome in a batch answer.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EntryOut {
+    Ok { id: String },
+    Err { error: ErrorBody },
+}
+
+/// `{"receipts": [...]}` for ack; nack adds `delay_seconds`; visibility adds `seconds`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsBody {
+    pub receipts: Vec<String>,
+    #[serde(default)]
+    pub delay_seconds: Option<u32>,
+    #[serde(default)]
+    pub seconds: Option<u32>,
+}
+
+/// Per-receipt outcome.
+#[derive(Debug, Serialize)]
+pub struct ReceiptOut {
+    pub receipt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// `POST .../receive`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveBody {
+    #[serde(default)]
+    pub max: Option<u32>,
+    #[serde(default)]
+    pub wait_seconds: Option<u32>,
+    #[serde(default)]
+    pub visibility_timeout_seconds: Option<u32>,
+}
+
+/// `PUT .../subscriptions/{queue}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeBody {
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
+}
+
+/// `POST .../redrive`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveBody {
+    #[serde(default)]
+    pub max_per_second: Option<u32>,
+}
+
+/// A received message on the wire.
+#[derive(Debug, Serialize)]
+pub struct MessageOut<'a> {
+    pub id: String,
+    pub receipt: String,
+    pub body: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_encoding: Option<&'static str>,
+    pub attributes: &'a BTreeMap<String, String>,
+    pub receive_count: u32,
+    pub sent_at: String,
+    pub first_received_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_id: Option<&'a str>,
+    pub sequence: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<&'a str>,
+    pub poison: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_source: Option<&'a str>,
+}
+
+impl<'a> MessageOut<'a> {
+    pub fn new(d: &'a Delivery, codec: &ReceiptCodec) -> Self {
+        let m = &d.message;
+        Self {
+            id: m.id.to_string(),
+            receipt: codec.encode(&d.receipt),
+            body: &m.body,
+            body_encoding: match m.body_encoding {
+                BodyEncoding::Text => None,
+                BodyEncoding::Base64 => Some("base64"),
+            },
+            attributes: &m.attributes,
+            receive_count: d.receive_count,
+            sent_at: format_rfc3339(m.sent_at),
+            first_received_at: format_rfc3339(d.first_received_at),
+            group_id: d.group_id.as_deref(),
+            dedup_id: d.group_id.as_ref().and(m.dedup_id.as_deref()),
+            sequence: d.seq,
+            topic: m.topic.as_ref().map(|t| t.as_str()),
+            poison: m.poison,
+            dead_letter_source: d.dead_letter_source.as_ref().map(|q| q.as_str()),
+        }
+    }
+}
+
+pub fn id_string(id: MessageId) -> String {
+    id.to_string()
+}
+
+/// Queue describe.
+pub fn queue_json(info: &QueueInfo) -> serde_json::Value {
+    let s = &info.stats;
+    let mut v = serde_json::json!({
+        "name": info.name,
+        "settings": settings_json(&info.settings),
+        "stats": {
+            "visible": s.visible,
+            "delayed": s.delayed,
+            "in_flight": s.in_flight,
+            "oldest_age_seconds": s.oldest_age_ms / 1000,
+            "sent": s.totals.sent,
+            "received": s.totals.received,
+            "acked": s.totals.acked,
+            "dead_lettered": s.totals.dead_lettered,
+            "expired": s.totals.expired,
+            "purged": s.totals.purged,
+            "deduplicated": s.totals.deduplicated,
+        },
+        "temporary": info.temporary,
+        "dead_letter_sources": info.dead_letter_sources,
+        "subscribed_to": info.subscribed_to,
+    });
+    if let Some(r) = &info.redrive {
+        v["redrive"] = serde_json::json!({
+            "task_id": r.task_id,
+            "state": if r.running { "running" } else { "done" },
+            "total": r.total,
+            "moved": r.moved,
+            "started_at": format_rfc3339(r.started_at),
+            "max_per_second": r.max_per_second,
+        });
+    }
+    v
+}
+
+pub fn settings_json(s: &QueueSettings) -> serde_json::Value {
+    serde_json::to_value(s).unwrap_or(serde_json::Value::Null)
+}
+
+/// Topic describe.
+pub fn topic_json(info: &TopicInfo) -> serde_json::Value {
+    let subs: Vec<_> = info
+        .subscriptions
+        .iter()
+        .map(|s| serde_json::json!({"queue": s.queue, "filter": s.filter_json}))
+        .collect();
+    serde_json::json!({
+        "name": info.name,
+        "settings": info.settings,
+        "subscriptions": subs,
+        "stats": {
+            "published": info.stats.published,
+            "delivered": info.stats.delivered,
+            "dropped": info.stats.dropped,
+            "deduplicated": info.stats.deduplicated,
+        },
+    })
+}

@@ -1,0 +1,74 @@
+//! `GET /metrics`: Prometheus text. Queue and topic figures are read from the
+//! hub at scrape time (no cost on the hot path); the recorder is local to
+//! this server, so several servers in one process (tests) do not mix.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics::{counter, gauge, with_local_recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+use super::AppState;
+
+/// The server's metrics registry.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            recorder: PrometheusBuilder::new().build_recorder(),
+        }
+    }
+}
+
+pub async fn render(State(s): State<AppState>) -> impl IntoResponse {
+    let hub = &s.hub;
+    with_local_recorder(&s.metrics.recorder, || {
+        gauge!("pubq_queues").set(hub.list_queues().len() as f64);
+        gauge!("pubq_topics").set(hub.list_topics().len() as f64);
+        for name in hub.list_queues() {
+            let Ok(info) = hub.describe_queue(&name) else {
+                continue;
+            };
+            let q = name.to_string();
+            let st = &info.stats;
+            gauge!("pubq_queue_visible", "queue" => q.clone()).set(st.visible as f64);
+            gauge!("pubq_queue_delayed", "queue" => q.clone()).set(st.delayed as f64);
+            gauge!("pubq_queue_in_flight", "queue" => q.clone()).set(st.in_flight as f64);
+            gauge!("pubq_queue_oldest_age_seconds", "queue" => q.clone())
+                .set((st.oldest_age_ms / 1000) as f64);
+            let t = &st.totals;
+            counter!("pubq_queue_sent_total", "queue" => q.clone()).absolute(t.sent);
+            counter!("pubq_queue_received_total", "queue" => q.clone()).absolute(t.received);
+            counter!("pubq_queue_acked_total", "queue" => q.clone()).absolute(t.acked);
+            counter!("pubq_queue_dead_lettered_total", "queue" => q.clone())
+                .absolute(t.dead_lettered);
+            counter!("pubq_queue_expired_total", "queue" => q.clone()).absolute(t.expired);
+            counter!("pubq_queue_purged_total", "queue" => q.clone()).absolute(t.purged);
+            counter!("pubq_queue_deduplicated_total", "queue" => q).absolute(t.deduplicated);
+        }
+        for name in hub.list_topics() {
+            let Ok(info) = hub.describe_topic(&name) else {
+                continue;
+            };
+            let t = name.to_string();
+            let st = &info.stats;
+            counter!("pubq_topic_published_total", "topic" => t.clone()).absolute(st.published);
+            counter!("pubq_topic_delivered_total", "topic" => t.clone()).absolute(st.delivered);
+            counter!("pubq_topic_dropped_total", "topic" => t.clone()).absolute(st.dropped);
+            counter!("pubq_topic_deduplicated_total", "topic" => t).absolute(st.deduplicated);
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.recorder.handle().render(),
+    )
+}

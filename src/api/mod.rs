@@ -1,0 +1,490 @@
+//! HTTP: the router, its shared state, and one handler per endpoint of the
+//! contract. Handlers translate wire shapes to hub calls and back; the rules
+//! live in the hub and the engine.
+
+mod body;
+pub mod dto;
+pub mod error;
+mod metrics;
+pub mod receipt;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::json;
+
+use body::{parse_json, read_body, JsonBody};
+use dto::{EntryOut, MessageOut, PublishInput, ReceiptOut, ReceiptsBody};
+use error::{receipt_error_body, ApiError};
+use receipt::ReceiptCodec;
+
+use crate::hub::{Hub, HubError, NewMessage, ReceiveRequest, MAX_BATCH};
+use crate::model::{QueueName, QueueSettingsPatch, TopicName, TopicSettingsPatch};
+use crate::queue::{Receipt, ReceiptError};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Hub,
+    pub receipts: ReceiptCodec,
+    /// False until recovery is done; `/readyz` answers 503 until then.
+    pub ready: Arc<AtomicBool>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(hub: Hub, receipts: ReceiptCodec) -> Self {
+        Self {
+            hub,
+            receipts,
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/v1/topics", get(list_topics))
+        .route(
+            "/v1/topics/{topic}",
+            put(put_topic).get(get_topic).delete(delete_topic),
+        )
+        .route("/v1/topics/{topic}/publish", post(publish))
+        .route(
+            "/v1/topics/{topic}/subscriptions/{queue}",
+            put(subscribe).delete(unsubscribe),
+        )
+        .route("/v1/queues", get(list_queues))
+        .route(
+            "/v1/queues/{queue}",
+            put(put_queue).get(get_queue).delete(delete_queue),
+        )
+        .route("/v1/queues/{queue}/purge", post(purge))
+        .route("/v1/queues/{queue}/send", post(send))
+        .route("/v1/queues/{queue}/receive", post(receive))
+        .route("/v1/queues/{queue}/ack", post(ack))
+        .route("/v1/queues/{queue}/nack", post(nack))
+        .route("/v1/queues/{queue}/visibility", post(visibility))
+        .route("/v1/queues/{queue}/redrive", post(redrive))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn topic_name(p: Result<Path<String>, PathRejection>) -> Result<TopicName, ApiError> {
+    let Path(s) = p.map_err(|e| HubError::InvalidRequest(e.body_text()))?;
+    Ok(TopicName::new(&s)?)
+}
+
+fn queue_name(p: Result<Path<String>, PathRejection>) -> Result<QueueName, ApiError> {
+    let Path(s) = p.map_err(|e| HubError::InvalidRequest(e.body_text()))?;
+    Ok(QueueName::new(&s)?)
+}
+
+fn two_names(
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(TopicName, QueueName), ApiError> {
+    let Path((t, q)) = p.map_err(|e| HubError::InvalidRequest(e.body_text()))?;
+    Ok((TopicName::new(&t)?, QueueName::new(&q)?))
+}
+
+fn ok_json(status: StatusCode, v: serde_json::Value) -> ApiResult {
+    Ok((status, Json(v)).into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "this endpoint does not take that method",
+    )
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> ApiResult {
+    if s.ready.load(Ordering::Acquire) {
+        ok_json(StatusCode::OK, json!({"status": "ready"}))
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NotReady",
+            "the server is recovering its state",
+        ))
+    }
+}
+
+// ---- topics ----
+
+async fn list_topics(State(s): State<AppState>) -> ApiResult {
+    ok_json(StatusCode::OK, json!({"topics": s.hub.list_topics()}))
+}
+
+async fn put_topic(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    JsonBody(patch): JsonBody<TopicSettingsPatch>,
+) -> ApiResult {
+    let name = topic_name(p)?;
+    let created = s.hub.put_topic(&name, &patch)?;
+    let info = s.hub.describe_topic(&name)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    ok_json(status, dto::topic_json(&info))
+}
+
+async fn get_topic(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let name = topic_name(p)?;
+    ok_json(
+        StatusCode::OK,
+        dto::topic_json(&s.hub.describe_topic(&name)?),
+    )
+}
+
+async fn delete_topic(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let name = topic_name(p)?;
+    s.hub.delete_topic(&name)?;
+    ok_json(StatusCode::OK, json!({"deleted": name}))
+}
+
+async fn subscribe(
+    State(s): State<AppState>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    JsonBody(b): JsonBody<dto::SubscribeBody>,
+) -> ApiResult {
+    let (topic, queue) = two_names(p)?;
+    let created = s.hub.subscribe(&topic, &queue, b.filter.clone())?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    ok_json(
+        status,
+        json!({"topic": topic, "queue": queue, "filter": b.filter}),
+    )
+}
+
+async fn unsubscribe(
+    State(s): State<AppState>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult {
+    let (topic, queue) = two_names(p)?;
+    s.hub.unsubscribe(&topic, &queue)?;
+    ok_json(
+        StatusCode::OK,
+        json!({"topic": topic, "queue": queue, "deleted": true}),
+    )
+}
+
+// ---- publish and send ----
+
+/// Converts a parsed body into hub messages, keeping per-entry wire errors.
+fn to_messages(input: PublishInput) -> Result<(bool, Vec<Result<NewMessage, ApiError>>), ApiError> {
+    match input {
+        PublishInput::Single(m) => Ok((false, vec![Ok(m.into_new_message()?)])),
+        PublishInput::Batch(entries) => {
+            if entries.is_empty() {
+                return Err(
+                    HubError::InvalidRequest("a batch needs at least one message".into()).into(),
+                );
+            }
+            if entries.len() > MAX_BATCH {
+                return Err(HubError::BatchTooLarge(format!(
+                    "a batch has at most {MAX_BATCH} messages; this one has {}",
+                    entries.len()
+                ))
+                .into());
+            }
+            Ok((
+                true,
+                entries
+                    .into_iter()
+                    .map(|e| e.and_then(|m| m.into_new_message()))
+                    .collect(),
+            ))
+        }
+    }
+}
+
+/// Runs `submit` on the valid entries and merges wire errors back in place.
+fn publish_answer(
+    batch: bool,
+    entries: Vec<Result<NewMessage, ApiError>>,
+    submit: impl FnOnce(Vec<NewMessage>) -> Result<Vec<crate::hub::EntryResult>, HubError>,
+) -> ApiResult {
+    let mut slots: Vec<Option<ApiError>> = Vec::with_capacity(entries.len());
+    let mut valid = Vec::with_capacity(entries.len());
+    for e in entries {
+        match e {
+            Ok(m) => {
+                slots.push(None);
+                valid.push(m);
+            }
+            Err(err) => slots.push(Some(err)),
+        }
+    }
+    let mut hub_results = if valid.is_empty() {
+        Vec::new()
+    } else {
+        submit(valid)?
+    }
+    .into_iter();
+    let mut results: Vec<Result<String, ApiError>> = Vec::with_capacity(slots.len());
+    for slot in slots {
+        match slot {
+            Some(err) => results.push(Err(err)),
+            None => match hub_results.next() {
+                Some(Ok(id)) => results.push(Ok(id.to_string())),
+                Some(Err(e)) => results.push(Err(e.into())),
+                None => results.push(Err(ApiError::invalid_request("entry was not processed"))),
+            },
+        }
+    }
+    if !batch {
+        return match results.pop() {
+            Some(Ok(id)) => ok_json(StatusCode::OK, json!({"ids": [id]})),
+            Some(Err(e)) => Err(e),
+            None => Err(ApiError::invalid_request("no message")),
+        };
+    }
+    let ids: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|s| s.as_str()))
+        .collect();
+    let out: Vec<EntryOut> = results
+        .iter()
+        .map(|r| match r {
+            Ok(id) => EntryOut::Ok { id: id.clone() },
+            Err(e) => EntryOut::Err { error: e.body() },
+        })
+        .collect();
+    ok_json(StatusCode::OK, json!({"ids": ids, "results": out}))
+}
+
+async fn publish(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> ApiResult {
+    let topic = topic_name(p)?;
+    let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
+    let (batch, entries) = to_messages(dto::parse_publish(&bytes)?)?;
+    publish_answer(batch, entries, |msgs| s.hub.publish(&topic, msgs))
+}
+
+async fn send(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> ApiResult {
+    let queue = queue_name(p)?;
+    let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
+    let (batch, entries) = to_messages(dto::parse_publish(&bytes)?)?;
+    publish_answer(batch, entries, |msgs| s.hub.send(&queue, msgs))
+}
+
+// ---- queues ----
+
+async fn list_queues(State(s): State<AppState>) -> ApiResult {
+    ok_json(StatusCode::OK, json!({"queues": s.hub.list_queues()}))
+}
+
+async fn put_queue(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> ApiResult {
+    let name = queue_name(p)?;
+    let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
+    // Wrong types are `InvalidRequest`; a well-formed but out-of-range value
+    // is `InvalidSetting` (from the hub).
+    let patch: QueueSettingsPatch = parse_json(&bytes)?;
+    let created = s.hub.put_queue(&name, &patch)?;
+    let info = s.hub.describe_queue(&name)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    ok_json(status, dto::queue_json(&info))
+}
+
+async fn get_queue(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let name = queue_name(p)?;
+    ok_json(
+        StatusCode::OK,
+        dto::queue_json(&s.hub.describe_queue(&name)?),
+    )
+}
+
+async fn delete_queue(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let name = queue_name(p)?;
+    s.hub.delete_queue(&name)?;
+    ok_json(StatusCode::OK, json!({"deleted": name}))
+}
+
+async fn purge(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let name = queue_name(p)?;
+    let n = s.hub.purge(&name)?;
+    ok_json(StatusCode::OK, json!({"purged": n}))
+}
+
+async fn redrive(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<dto::RedriveBody>,
+) -> ApiResult {
+    let name = queue_name(p)?;
+    let started = s.hub.redrive(&name, b.max_per_second)?;
+    ok_json(
+        StatusCode::ACCEPTED,
+        json!({"task_id": started.task_id, "messages": started.messages}),
+    )
+}
+
+// ---- consuming ----
+
+async fn receive(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<dto::ReceiveBody>,
+) -> ApiResult {
+    let name = queue_name(p)?;
+    let got = s
+        .hub
+        .receive(
+            &name,
+            ReceiveRequest {
+                max: b.max,
+                wait_seconds: b.wait_seconds,
+                visibility_timeout_seconds: b.visibility_timeout_seconds,
+            },
+        )
+        .await?;
+    let out: Vec<MessageOut<'_>> = got
+        .iter()
+        .map(|d| MessageOut::new(d, &s.receipts))
+        .collect();
+    let bytes = serde_json::to_vec(&json!({"messages": out}))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+/// Decodes receipts; undecodable ones are answered `ReceiptInvalid` without
+/// reaching the queue.
+fn receipts_op(
+    s: &AppState,
+    receipts: &[String],
+    op: impl FnOnce(&[Receipt]) -> Result<Vec<Result<(), ReceiptError>>, HubError>,
+) -> ApiResult {
+    if receipts.is_empty() {
+        return Err(ApiError::invalid_request("receipts must not be empty"));
+    }
+    if receipts.len() > MAX_BATCH {
+        return Err(HubError::BatchTooLarge(format!(
+            "at most {MAX_BATCH} receipts per call; this one has {}",
+            receipts.len()
+        ))
+        .into());
+    }
+    let decoded: Vec<Option<Receipt>> = receipts.iter().map(|r| s.receipts.decode(r)).collect();
+    let valid: Vec<Receipt> = decoded.iter().flatten().copied().collect();
+    let mut results = op(&valid)?.into_iter();
+    let out: Vec<ReceiptOut> = receipts
+        .iter()
+        .zip(decoded)
+        .map(|(text, d)| {
+            let r = match d {
+                None => Err(ReceiptError::Invalid),
+                Some(_) => results.next().unwrap_or(Err(ReceiptError::Invalid)),
+            };
+            match r {
+                Ok(()) => ReceiptOut {
+                    receipt: text.clone(),
+                    ok: Some(true),
+                    error: None,
+                },
+                Err(e) => ReceiptOut {
+                    receipt: text.clone(),
+                    ok: None,
+                    error: Some(receipt_error_body(e)),
+                },
+            }
+        })
+        .collect();
+    ok_json(StatusCode::OK, json!({"results": out}))
+}
+
+async fn ack(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<ReceiptsBody>,
+) -> ApiResult {
+    let name = queue_name(p)?;
+    if b.delay_seconds.is_some() || b.seconds.is_some() {
+        return Err(ApiError::invalid_request("ack takes only \"receipts\""));
+    }
+    receipts_op(&s, &b.receipts, |r| s.hub.ack(&name, r))
+}
+
+async fn nack(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<ReceiptsBody>,
+) -> ApiResult {
+    let name = queue_name(p)?;
+    if b.seconds.is_some() {
+        return Err(ApiError::invalid_request(
+            "nack takes \"receipts\" and \"delay_seconds\"",
+        ));
+    }
+    receipts_op(&s, &b.receipts, |r| s.hub.nack(&name, r, b.delay_seconds))
+}
+
+async fn visibility(
+    State(s): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<ReceiptsBody>,
+) -> ApiResult {
+    let name = queue_name(p)?;
+    if b.delay_seconds.is_some() {
+        return Err(ApiError::invalid_request(
+            "visibility takes \"receipts\" and \"seconds\"",
+        ));
+    }
+    let seconds = b
+        .seconds
+        .ok_or_else(|| ApiError::invalid_request("visibility needs \"seconds\""))?;
+    receipts_op(&s, &b.receipts, |r| {
+        s.hub.change_visibility(&name, r, seconds)
+    })
+}

@@ -1,0 +1,47 @@
+//! The hub's error type. Each variant corresponds to one error code of the
+//! contract; `api::error` is the one place that maps them to HTTP statuses.
+
+use crate::model::{NameError, QueueName, SettingsError, TopicName};
+
+/// Why a hub operation was refused. Nothing is changed when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    #[error("topic {0} does not exist")]
+    TopicNotFound(TopicName),
+    #[error("queue {0} does not exist")]
+    QueueNotFound(QueueName),
+    #[error("{0}")]
+    QueueExists(String),
+    #[error("{0}")]
+    TopicExists(String),
+    #[error("{0}")]
+    QueueInUse(String),
+    #[error("{0}")]
+    InvalidSetting(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    BatchTooLarge(String),
+    #[error("invalid name: {0}")]
+    InvalidName(#[from] NameError),
+    #[error("message is {size} bytes; queue {queue} takes at most {max}")]
+    MessageTooLarge {
+        size: usize,
+        max: usize,
+        queue: QueueName,
+    },
+    #[error("queue {0} is not the dead-letter queue of any queue")]
+    NotADeadLetterQueue(QueueName),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    Throttled(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl From<SettingsError> for HubError {
+    fn from(e: SettingsError) -> Self {
+        HubError::InvalidSetting(e.0)
+    }
+}

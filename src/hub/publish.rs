@@ -1,0 +1,411 @@
+//! Publish (to a topic, fanned out) and send (straight to a queue): message
+//! validation, deduplication ids, filter matching and the all-or-nothing
+//! fan-out. A batch is validated entry by entry, then each target queue is
+//! locked once for all of its entries.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use super::{Hub, HubError, QueueHandle, MAX_BATCH};
+use crate::model::{
+    Attributes, BodyEncoding, MessageData, MessageId, Millis, QueueName, TopicName,
+    MAX_DELAY_SECONDS,
+};
+use crate::queue::{EnqueueOptions, EnqueueOutcome};
+
+/// Longest `group_id` or `dedup_id`, in characters.
+pub const MAX_ID_LEN: usize = 128;
+/// Most attributes on one message.
+pub const MAX_ATTRIBUTES: usize = 50;
+
+/// A message as a client submitted it (the API has checked JSON types and
+/// decoded base64 to count its bytes).
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub body: String,
+    pub body_encoding: BodyEncoding,
+    /// Decoded body length in bytes.
+    pub body_len: usize,
+    pub attributes: Attributes,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub delay_seconds: Option<u32>,
+    pub deliver_at: Option<Millis>,
+    pub poison: bool,
+}
+
+/// One entry's result: the message id (the first one's, for a duplicate).
+pub type EntryResult = Result<MessageId, HubError>;
+
+/// A validated entry bound for one queue.
+struct Copy {
+    index: usize,
+    message: Arc<MessageData>,
+    opts: EnqueueOptions,
+}
+
+impl Hub {
+    /// Publishes to a topic: one copy into every subscribed queue whose filter
+    /// matches. Per-entry results; the whole call fails only for a missing
+    /// topic or a bad batch size.
+    pub fn publish(
+        &self,
+        topic_name: &TopicName,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<EntryResult>, HubError> {
+        check_batch(messages.len())?;
+        let topic = self.topic(topic_name)?;
+        let settings = topic.settings();
+        let subs = topic.subscriptions();
+        let queues: Vec<Option<Arc<QueueHandle>>> = subs
+            .iter()
+            .map(|s| self.inner.queues.get(&s.queue).map(|q| q.clone()))
+            .collect();
+        let now = self.now();
+        let mut results = Vec::with_capacity(messages.len());
+        let mut copies: Vec<Vec<Copy>> = (0..subs.len()).map(|_| Vec::new()).collect();
+        let mut dedup = settings
+            .fifo
+            .then(|| topic.dedup.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(d) = dedup.as_mut() {
+            d.expire(now);
+        }
+        for (index, m) in messages.into_iter().enumerate() {
+            let r = (|| {
+                check_common(&m)?;
+                let dedup_key = check_kind(&m, settings.fifo, settings.content_based_dedup)?;
+                if let (Some(d), Some(k)) = (dedup.as_ref(), &dedup_key) {
+                    if let Some(first) = d.lookup(k, now) {
+                        topic.counters.deduplicated.fetch_add(1, Ordering::Relaxed);
+                        return Ok(first);
+                    }
+                }
+                let message = Arc::new(build(m, Some(topic_name.clone()), dedup_key.clone(), now));
+                let body_json = subs
+                    .iter()
+                    .any(|s| s.filter.as_ref().is_some_and(|f| f.needs_body()))
+                    .then(|| parse_json_body(&message))
+                    .flatten();
+                let matched: Vec<usize> = subs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, s)| {
+                        queues[*i].is_some()
+                            && s.filter
+                                .as_ref()
+                                .is_none_or(|f| f.matches(&message.attributes, body_json.as_ref()))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                for &i in &matched {
+                    if let Some(q) = &queues[i] {
+                        check_fits(&message, q, now)?;
+                    }
+                }
+                if let (Some(d), Some(k)) = (dedup.as_mut(), dedup_key.clone()) {
+                    d.insert(
+                        k,
+                        message.id,
+                        now,
+                        u64::from(settings.dedup_window_seconds) * 1000,
+                    );
+                }
+                topic.counters.published.fetch_add(1, Ordering::Relaxed);
+                if matched.is_empty() {
+                    topic.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                let id = message.id;
+                for i in matched {
+                    let fifo_queue = queues[i].as_ref().is_some_and(|q| q.is_fifo());
+                    let opts = if fifo_queue {
+                        EnqueueOptions {
+                            group_id: message.group_id.clone(),
+                            dedup_id: dedup_key.clone(),
+                            ..EnqueueOptions::default()
+                        }
+                    } else {
+                        EnqueueOptions {
+                            visible_at: message.visible_at,
+                            ..EnqueueOptions::default()
+                        }
+                    };
+                    copies[i].push(Copy {
+                        index,
+                        message: message.clone(),
+                        opts,
+                    });
+                }
+                Ok(id)
+            })();
+            results.push(r);
+        }
+        drop(dedup);
+        let mut delivered = 0u64;
+        for (i, batch) in copies.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            if let Some(q) = &queues[i] {
+                delivered += self.enqueue_all(q, batch, now, &mut results);
+            }
+        }
+        topic
+            .counters
+            .delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+        Ok(results)
+    }
+
+    /// Sends straight to a queue. Per-entry results.
+    pub fn send(
+        &self,
+        queue_name: &QueueName,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<EntryResult>, HubError> {
+        check_batch(messages.len())?;
+        let q = self.queue(queue_name)?;
+        let content_dedup = q.lock().engine.settings().content_based_dedup;
+        let now = self.now();
+        let mut results = Vec::with_capacity(messages.len());
+        let mut batch = Vec::with_capacity(messages.len());
+        for (index, m) in messages.into_iter().enumerate() {
+            let r = (|| {
+                check_common(&m)?;
+                let dedup_key = check_kind(&m, q.is_fifo(), content_dedup)?;
+                let message = Arc::new(build(m, None, dedup_key.clone(), now));
+                check_fits(&message, &q, now)?;
+                let opts = EnqueueOptions {
+                    visible_at: message.visible_at,
+                    group_id: message.group_id.clone(),
+                    dedup_id: dedup_key,
+                    ..EnqueueOptions::default()
+                };
+                let id = message.id;
+                batch.push(Copy {
+                    index,
+                    message,
+                    opts,
+                });
+                Ok(id)
+            })();
+            results.push(r);
+        }
+        if !batch.is_empty() {
+            self.enqueue_all(&q, batch, now, &mut results);
+        }
+        Ok(results)
+    }
+
+    /// Enqueues a batch into one queue under one lock. A queue-level duplicate
+    /// turns the entry's id into the first message's id. Returns the number
+    /// of copies stored.
+    fn enqueue_all(
+        &self,
+        q: &QueueHandle,
+        batch: Vec<Copy>,
+        now: Millis,
+        results: &mut [EntryResult],
+    ) -> u64 {
+        let (stored, moves) = q.with(now, |g| {
+            let mut stored = 0;
+            for c in batch {
+                let direct = c.message.topic.is_none();
+                match g.engine.enqueue(c.message, c.opts, now) {
+                    Ok(EnqueueOutcome::Enqueued { .. }) => stored += 1,
+                    Ok(EnqueueOutcome::Duplicate { first_id }) => {
+                        // For a direct send the client sees the first id; for
+                        // a fan-out the topic's id stays (other queues have it).
+                        if direct {
+                            if let Some(Ok(id)) = results.get_mut(c.index) {
+                                *id = first_id;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %q.name(), error = %e, "validated enqueue refused");
+                        if let Some(r) = results.get_mut(c.index) {
+                            *r = Err(HubError::InvalidRequest(e.to_string()));
+                        }
+                    }
+                }
+            }
+            stored
+        });
+        q.arrivals.notify_waiters();
+        self.forward_dead_letters(moves);
+        stored
+    }
+}
+
+fn check_batch(n: usize) -> Result<(), HubError> {
+    if n == 0 {
+        return Err(HubError::InvalidRequest(
+            "a batch needs at least one message".into(),
+        ));
+    }
+    if n > MAX_BATCH {
+        return Err(HubError::BatchTooLarge(format!(
+            "a batch has at most {MAX_BATCH} messages; this one has {n}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_id(field: &str, v: &str) -> Result<(), HubError> {
+    let n = v.chars().count();
+    if n == 0 || n > MAX_ID_LEN {
+        return Err(HubError::InvalidRequest(format!(
+            "{field} must be 1 to {MAX_ID_LEN} characters; it has {n}"
+        )));
+    }
+    if v.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(HubError::InvalidRequest(format!(
+            "{field} may hold only printable ASCII characters without spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// Rules that hold on any queue or topic.
+fn check_common(m: &NewMessage) -> Result<(), HubError> {
+    if let Some(g) = &m.group_id {
+        check_id("group_id", g)?;
+    }
+    if let Some(d) = &m.dedup_id {
+        check_id("dedup_id", d)?;
+    }
+    if m.attributes.len() > MAX_ATTRIBUTES {
+        return Err(HubError::InvalidRequest(format!(
+            "a message has at most {MAX_ATTRIBUTES} attributes; this one has {}",
+            m.attributes.len()
+        )));
+    }
+    if m.attributes.keys().any(|k| k.is_empty()) {
+        return Err(HubError::InvalidRequest(
+            "attribute names must not be empty".into(),
+        ));
+    }
+    if let Some(d) = m.delay_seconds {
+        if d > MAX_DELAY_SECONDS {
+            return Err(HubError::InvalidRequest(format!(
+                "delay_seconds is {d}; it must be between 0 and {MAX_DELAY_SECONDS}"
+            )));
+        }
+    }
+    if m.delay_seconds.is_some() && m.deliver_at.is_some() {
+        return Err(HubError::InvalidRequest(
+            "give delay_seconds or deliver_at, not both".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// FIFO or standard rules; returns the dedup id a FIFO target uses.
+fn check_kind(
+    m: &NewMessage,
+    fifo: bool,
+    content_based_dedup: bool,
+) -> Result<Option<Arc<str>>, HubError> {
+    if !fifo {
+        if m.group_id.is_some() || m.dedup_id.is_some() {
+            return Err(HubError::InvalidRequest(
+                "group_id and dedup_id are for FIFO queues and topics only".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if m.group_id.is_none() {
+        return Err(HubError::InvalidRequest(
+            "group_id is required on a FIFO queue or topic".into(),
+        ));
+    }
+    if m.delay_seconds.is_some() || m.deliver_at.is_some() {
+        return Err(HubError::InvalidRequest(
+            "delay_seconds and deliver_at are for standard queues and topics; \
+             a FIFO queue applies its own delay"
+                .into(),
+        ));
+    }
+    match &m.dedup_id {
+        Some(d) => Ok(Some(Arc::from(d.as_str()))),
+        None if content_based_dedup => Ok(Some(Arc::from(content_hash(m).as_str()))),
+        None => Err(HubError::InvalidRequest(
+            "dedup_id is required: this FIFO queue or topic has no content-based dedup".into(),
+        )),
+    }
+}
+
+/// SHA-256 of the decoded body, in hex.
+fn content_hash(m: &NewMessage) -> String {
+    let mut h = Sha256::new();
+    match m.body_encoding {
+        BodyEncoding::Text => h.update(m.body.as_bytes()),
+        BodyEncoding::Base64 => match base64::engine::general_purpose::STANDARD.decode(&m.body) {
+            Ok(bytes) => h.update(&bytes),
+            Err(_) => h.update(m.body.as_bytes()),
+        },
+    }
+    let digest = h.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn build(
+    m: NewMessage,
+    topic: Option<TopicName>,
+    dedup: Option<Arc<str>>,
+    now: Millis,
+) -> MessageData {
+    let size = MessageData::compute_size(m.body_len, &m.attributes);
+    let visible_at = match (m.delay_seconds, m.deliver_at) {
+        (Some(d), _) => Some(now + u64::from(d) * 1000),
+        (None, Some(at)) => Some(at.max(now)),
+        (None, None) => None,
+    };
+    MessageData {
+        id: MessageId::generate(now),
+        body: m.body,
+        body_encoding: m.body_encoding,
+        attributes: m.attributes,
+        group_id: m.group_id.map(|g| Arc::from(g.as_str())),
+        dedup_id: dedup,
+        topic,
+        poison: m.poison,
+        sent_at: now,
+        size,
+        visible_at,
+    }
+}
+
+/// The message fits the queue: size, and `deliver_at` within retention.
+fn check_fits(m: &MessageData, q: &QueueHandle, now: Millis) -> Result<(), HubError> {
+    let max = q.max_message_bytes.load(Ordering::Relaxed) as usize;
+    if m.size > max {
+        return Err(HubError::MessageTooLarge {
+            size: m.size,
+            max,
+            queue: q.name().clone(),
+        });
+    }
+    let retention_ms = u64::from(q.retention_seconds.load(Ordering::Relaxed)) * 1000;
+    if let Some(at) = m.visible_at {
+        if at > now + retention_ms {
+            return Err(HubError::InvalidRequest(format!(
+                "deliver_at is further ahead than queue {}'s retention ({} s)",
+                q.name(),
+                retention_ms / 1000
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The body as JSON, for body-scoped filters; `None` when it is not JSON.
+fn parse_json_body(m: &MessageData) -> Option<serde_json::Value> {
+    match m.body_encoding {
+        BodyEncoding::Text => serde_json::from_str(&m.body).ok(),
+        BodyEncoding::Base64 => None,
+    }
+}

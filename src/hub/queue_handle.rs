@@ -1,0 +1,201 @@
+//! [`QueueHandle`]: one queue engine behind a short `std::sync::Mutex`, with
+//! its long-poll waiters and the timer task that applies its deadlines.
+//!
+//! Waiters are a FIFO of one-shot channels: an enqueue (or a delay ending)
+//! hands messages straight to the oldest waiter, so waiters are served in
+//! arrival order and an idle waiter costs a parked future, not CPU. A waiter
+//! that has gone away is skipped; if it left between the lease and the
+//! hand-off, the lease is undone without counting a receive.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+
+use crate::model::{Clock, Millis, QueueName};
+use crate::queue::{DeadLetterMove, Delivery, QueueState};
+
+/// A parked long-poll receive.
+pub(crate) struct Waiter {
+    pub max: usize,
+    pub visibility_ms: Option<Millis>,
+    pub tx: oneshot::Sender<Vec<Delivery>>,
+}
+
+/// State behind the queue's lock.
+pub(crate) struct QueueInner {
+    pub engine: QueueState,
+    /// Parked receives, oldest first. Bounded by `Limits::max_waiters_per_queue`
+    /// (overflow: the new receive is refused with 429 `Throttled`).
+    pub waiters: VecDeque<Waiter>,
+}
+
+impl QueueInner {
+    /// Hands visible messages to waiters, oldest first.
+    pub fn serve_waiters(&mut self, now: Millis) {
+        while self.engine.has_visible() {
+            let Some(w) = self.waiters.pop_front() else {
+                break;
+            };
+            if w.tx.is_closed() {
+                continue;
+            }
+            let got = self.engine.receive(w.max, w.visibility_ms, now);
+            if got.is_empty() {
+                self.waiters.push_front(w);
+                break;
+            }
+            if let Err(got) = w.tx.send(got) {
+                self.engine.release(&got);
+            }
+        }
+    }
+
+    /// Drops waiters that gave up, so a stream of timed-out polls on an empty
+    /// queue cannot grow the list.
+    pub fn prune_waiters(&mut self) {
+        self.waiters.retain(|w| !w.tx.is_closed());
+    }
+}
+
+/// The front door to one queue. Cheap to share (`Arc`).
+pub struct QueueHandle {
+    pub(crate) name: QueueName,
+    pub(crate) inner: Mutex<QueueInner>,
+    /// Set once the queue is deleted; the timer task exits and new operations
+    /// answer `QueueNotFound`.
+    pub(crate) deleted: AtomicBool,
+    /// Wakes the timer task when a deadline earlier than `timer_due` appears,
+    /// or on deletion.
+    pub(crate) timer_wake: Notify,
+    /// The deadline the timer task sleeps until (`u64::MAX`: none).
+    pub(crate) timer_due: AtomicU64,
+    /// Woken on every enqueue and when messages become visible; push
+    /// consumers (WebSocket) wait on it.
+    pub(crate) arrivals: Notify,
+    /// Created for one WebSocket connection (listed with `"temporary": true`).
+    pub(crate) temporary: AtomicBool,
+    /// Copies of settings the publish path checks before taking any lock, so
+    /// fan-out can refuse a too-large message before enqueueing anywhere.
+    pub(crate) fifo: bool,
+    pub(crate) max_message_bytes: AtomicU32,
+    pub(crate) retention_seconds: AtomicU32,
+}
+
+impl QueueHandle {
+    pub(crate) fn new(engine: QueueState) -> Arc<Self> {
+        let s = engine.settings();
+        let (fifo, max_bytes, retention) = (s.fifo, s.max_message_bytes, s.retention_seconds);
+        Arc::new(Self {
+            fifo,
+            max_message_bytes: AtomicU32::new(max_bytes),
+            retention_seconds: AtomicU32::new(retention),
+            temporary: AtomicBool::new(false),
+            name: engine.name().clone(),
+            inner: Mutex::new(QueueInner {
+                engine,
+                waiters: VecDeque::new(),
+            }),
+            deleted: AtomicBool::new(false),
+            timer_wake: Notify::new(),
+            timer_due: AtomicU64::new(u64::MAX),
+            arrivals: Notify::new(),
+        })
+    }
+
+    pub fn name(&self) -> &QueueName {
+        &self.name
+    }
+
+    pub fn is_fifo(&self) -> bool {
+        self.fifo
+    }
+
+    /// Applies new settings (the hub has validated them).
+    pub(crate) fn update_settings(
+        &self,
+        now: Millis,
+        settings: crate::model::QueueSettings,
+    ) -> Vec<DeadLetterMove> {
+        self.max_message_bytes
+            .store(settings.max_message_bytes, Ordering::Relaxed);
+        self.retention_seconds
+            .store(settings.retention_seconds, Ordering::Relaxed);
+        let ((), moves) = self.with(now, |g| g.engine.update_settings(settings));
+        moves
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Locks the queue. A poisoned lock means a panic inside the engine, which
+    /// is a bug; the state is still consistent enough to keep serving.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, QueueInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with time applied up to `now`, then serves waiters and nudges
+    /// the timer task if the next deadline moved earlier. Returns `f`'s result
+    /// and the dead-letter moves that time produced (the caller forwards them
+    /// outside the lock).
+    pub(crate) fn with<R>(
+        &self,
+        now: Millis,
+        f: impl FnOnce(&mut QueueInner) -> R,
+    ) -> (R, Vec<DeadLetterMove>) {
+        let mut g = self.lock();
+        let tick = g.engine.tick(now);
+        let r = f(&mut g);
+        g.serve_waiters(now);
+        let visible = g.engine.has_visible();
+        let next = g.engine.next_deadline().unwrap_or(u64::MAX);
+        drop(g);
+        if visible {
+            self.arrivals.notify_waiters();
+        }
+        if next < self.timer_due.load(Ordering::Acquire) {
+            self.timer_wake.notify_one();
+        }
+        (r, tick.dead_letters)
+    }
+
+    /// Marks the queue deleted and releases everything waiting on it.
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+        let waiters = std::mem::take(&mut self.lock().waiters);
+        drop(waiters);
+        self.timer_wake.notify_one();
+        self.arrivals.notify_waiters();
+    }
+}
+
+/// Applies a queue's deadlines as they fall due; one task per queue, never
+/// one per message. Exits when the queue is deleted or the hub is gone.
+pub(crate) async fn run_timer(
+    queue: Arc<QueueHandle>,
+    clock: Arc<dyn Clock>,
+    on_dead_letters: impl Fn(Vec<DeadLetterMove>) + Send + 'static,
+) {
+    loop {
+        if queue.is_deleted() {
+            return;
+        }
+        let now = clock.now_ms();
+        let ((), moves) = queue.with(now, |_| ());
+        if !moves.is_empty() {
+            on_dead_letters(moves);
+        }
+        let next = queue.lock().engine.next_deadline().unwrap_or(u64::MAX);
+        queue.timer_due.store(next, Ordering::Release);
+        // Deadlines far away still get a periodic look so a clock jump cannot
+        // strand messages for long.
+        let wait = next.saturating_sub(clock.now_ms()).min(60_000);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            () = queue.timer_wake.notified() => {}
+        }
+    }
+}
