@@ -537,8 +537,16 @@ impl Hub {
             if wait == 0 {
                 return Ok(Ok(Vec::new()));
             }
+            // Waiters that timed out leave in arrival order; drop them here.
+            while g.waiters.front().is_some_and(|w| w.tx.is_closed()) {
+                g.waiters.pop_front();
+            }
             if g.waiters.len() >= limit {
                 g.prune_waiters();
+                // Waiters that timed out leave in arrival order; drop them here.
+                while g.waiters.front().is_some_and(|w| w.tx.is_closed()) {
+                    g.waiters.pop_front();
+                }
                 if g.waiters.len() >= limit {
                     return Err(HubError::Throttled(format!(
                         "{limit} receives are already waiting on queue {queue} \
