@@ -11,3 +11,4 @@ pub mod hub;
 pub mod model;
 pub mod queue;
 pub mod server;
+pub mod storage;

@@ -67,6 +67,7 @@ impl From<HubError> for ApiError {
             HubError::LimitExceeded(_) => (S::CONFLICT, "LimitExceeded"),
             HubError::Throttled(_) => (S::TOO_MANY_REQUESTS, "Throttled"),
             HubError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "NotReady"),
+            HubError::Storage(_) => (S::SERVICE_UNAVAILABLE, "StorageFailed"),
         };
         Self::new(status, code, e.to_string())
     }

@@ -38,6 +38,14 @@ pub enum HubError {
     Throttled(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl From<crate::storage::StorageError> for HubError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        HubError::Storage(e.to_string())
+    }
 }
 
 impl From<SettingsError> for HubError {

@@ -13,6 +13,8 @@ pub mod filter;
 mod publish;
 mod queue_handle;
 mod redrive;
+mod restore;
+mod snapshot;
 mod topic;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,8 @@ pub use error::HubError;
 pub use publish::{EntryResult, NewMessage};
 pub use queue_handle::QueueHandle;
 pub use redrive::{RedriveProgress, RedriveStarted};
+pub use restore::RestoreReport;
+pub use snapshot::CHECKPOINT_POLL;
 pub use topic::{Subscription, TopicHandle, TopicStats};
 
 use crate::config::Limits;
@@ -35,6 +39,7 @@ use crate::model::{
 };
 use crate::queue::ReceiptError;
 use crate::queue::{DeadLetterMove, Delivery, EnqueueOptions, QueueState, QueueStats, Receipt};
+use crate::storage::{Commit, CopyRec, MemoryStorage, Record, Storage};
 use filter::FilterPolicy;
 use queue_handle::Waiter;
 
@@ -82,6 +87,10 @@ pub struct Hub {
     inner: Arc<HubInner>,
 }
 
+/// A weak reference to a [`Hub`].
+#[derive(Clone)]
+pub struct WeakHub(Weak<HubInner>);
+
 pub(crate) struct HubInner {
     topics: DashMap<TopicName, Arc<TopicHandle>>,
     queues: DashMap<QueueName, Arc<QueueHandle>>,
@@ -94,13 +103,24 @@ pub(crate) struct HubInner {
     redrives: DashMap<QueueName, Arc<redrive::RedriveTask>>,
     /// Signals parked receives to return at shutdown.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Where changes are made durable.
+    storage: Arc<dyn Storage>,
+    /// Whether `storage` keeps anything (else no records are built).
+    durable: bool,
 }
 
 impl Hub {
     /// An empty hub. Must be created inside a tokio runtime (queues spawn
     /// their timer tasks there).
     pub fn new(clock: Arc<dyn Clock>, limits: Limits) -> Self {
+        Self::with_storage(clock, limits, Arc::new(MemoryStorage))
+    }
+
+    /// A hub that records its changes in `storage` (call
+    /// [`restore`](Self::restore) first to load what it holds).
+    pub fn with_storage(clock: Arc<dyn Clock>, limits: Limits, storage: Arc<dyn Storage>) -> Self {
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let durable = storage.is_durable();
         Self {
             inner: Arc::new(HubInner {
                 topics: DashMap::new(),
@@ -111,8 +131,19 @@ impl Hub {
                 next_uid: AtomicU64::new(rand::thread_rng().gen::<u64>() >> 16),
                 redrives: DashMap::new(),
                 shutdown,
+                storage,
+                durable,
             }),
         }
+    }
+
+    /// A handle that does not keep the hub alive (for background tasks).
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
+    }
+
+    pub fn upgrade(w: &WeakHub) -> Option<Hub> {
+        w.0.upgrade().map(|inner| Hub { inner })
     }
 
     pub fn now(&self) -> Millis {
@@ -128,6 +159,19 @@ impl Hub {
         self.inner.shutdown.send_replace(true);
     }
 
+    /// Appends records when storage keeps anything.
+    pub(crate) fn log(&self, build: impl FnOnce() -> Vec<Record>) -> Commit {
+        if self.inner.durable {
+            self.inner.storage.append(build())
+        } else {
+            Commit::ready(())
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
     fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.inner.admin.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -136,11 +180,21 @@ impl Hub {
 
     /// Creates a topic, or checks an existing one. Returns whether it was
     /// created. Changing `fifo` of an existing topic is `TopicExists`.
-    pub fn put_topic(
+    pub async fn put_topic(
         &self,
         name: &TopicName,
         patch: &TopicSettingsPatch,
     ) -> Result<bool, HubError> {
+        let (created, commit) = self.put_topic_now(name, patch)?;
+        commit.await?;
+        Ok(created)
+    }
+
+    fn put_topic_now(
+        &self,
+        name: &TopicName,
+        patch: &TopicSettingsPatch,
+    ) -> Result<(bool, Commit), HubError> {
         let _admin = self.admin_lock();
         if let Some(t) = self.inner.topics.get(name) {
             let mut cur = t.settings.lock().unwrap_or_else(|p| p.into_inner());
@@ -152,8 +206,14 @@ impl Hub {
             }
             let next = patch.apply(&cur);
             next.validate()?;
-            *cur = next;
-            return Ok(false);
+            *cur = next.clone();
+            let commit = self.log(|| {
+                vec![Record::TopicPut {
+                    name: name.clone(),
+                    settings: next,
+                }]
+            });
+            return Ok((false, commit));
         }
         let settings = patch.apply(&TopicSettings::default());
         settings.validate()?;
@@ -163,11 +223,17 @@ impl Hub {
                 self.inner.limits.max_topics
             )));
         }
+        let commit = self.log(|| {
+            vec![Record::TopicPut {
+                name: name.clone(),
+                settings: settings.clone(),
+            }]
+        });
         self.inner
             .topics
             .insert(name.clone(), TopicHandle::new(name.clone(), settings));
         tracing::info!(topic = %name, "topic created");
-        Ok(true)
+        Ok((true, commit))
     }
 
     pub fn list_topics(&self) -> Vec<TopicName> {
@@ -195,13 +261,17 @@ impl Hub {
     }
 
     /// Deletes a topic and its subscriptions (the queues stay).
-    pub fn delete_topic(&self, name: &TopicName) -> Result<(), HubError> {
-        let _admin = self.admin_lock();
-        self.inner
-            .topics
-            .remove(name)
-            .ok_or_else(|| HubError::TopicNotFound(name.clone()))?;
-        tracing::info!(topic = %name, "topic deleted");
+    pub async fn delete_topic(&self, name: &TopicName) -> Result<(), HubError> {
+        let commit = {
+            let _admin = self.admin_lock();
+            self.inner
+                .topics
+                .remove(name)
+                .ok_or_else(|| HubError::TopicNotFound(name.clone()))?;
+            tracing::info!(topic = %name, "topic deleted");
+            self.log(|| vec![Record::TopicDelete { name: name.clone() }])
+        };
+        commit.await?;
         Ok(())
     }
 
@@ -209,20 +279,22 @@ impl Hub {
 
     /// Creates a queue or updates an existing one's mutable settings.
     /// Returns whether it was created.
-    pub fn put_queue(
+    pub async fn put_queue(
         &self,
         name: &QueueName,
         patch: &QueueSettingsPatch,
     ) -> Result<bool, HubError> {
-        self.put_queue_inner(name, patch, false)
+        let (created, commit) = self.put_queue_now(name, patch, false)?;
+        commit.await?;
+        Ok(created)
     }
 
-    fn put_queue_inner(
+    pub(crate) fn put_queue_now(
         &self,
         name: &QueueName,
         patch: &QueueSettingsPatch,
         temporary: bool,
-    ) -> Result<bool, HubError> {
+    ) -> Result<(bool, Commit), HubError> {
         let _admin = self.admin_lock();
         let existing = self.inner.queues.get(name).map(|q| q.clone());
         let base = match &existing {
@@ -240,10 +312,18 @@ impl Hub {
         self.check_dead_letter(name, &settings)?;
         if let Some(q) = existing {
             let now = self.now();
+            let commit = self.log(|| {
+                vec![Record::QueuePut {
+                    name: name.clone(),
+                    uid: q.uid(),
+                    settings: settings.clone(),
+                    temporary: q.temporary.load(Ordering::Relaxed),
+                }]
+            });
             let moves = q.update_settings(now, settings);
             self.forward_dead_letters(moves);
             tracing::info!(queue = %name, "queue settings updated");
-            return Ok(false);
+            return Ok((false, commit));
         }
         if self.inner.queues.len() >= self.inner.limits.max_queues {
             return Err(HubError::LimitExceeded(format!(
@@ -252,12 +332,30 @@ impl Hub {
             )));
         }
         let uid = self.inner.next_uid.fetch_add(1, Ordering::Relaxed);
-        let handle = QueueHandle::new(QueueState::new(name.clone(), uid, settings));
-        handle.temporary.store(temporary, Ordering::Relaxed);
-        self.inner.queues.insert(name.clone(), handle.clone());
-        self.spawn_timer(handle);
+        let commit = self.log(|| {
+            vec![Record::QueuePut {
+                name: name.clone(),
+                uid,
+                settings: settings.clone(),
+                temporary,
+            }]
+        });
+        self.install_queue(QueueState::new(name.clone(), uid, settings), temporary);
         tracing::info!(queue = %name, "queue created");
-        Ok(true)
+        Ok((true, commit))
+    }
+
+    /// Registers a queue engine and starts its timer.
+    pub(crate) fn install_queue(&self, engine: QueueState, temporary: bool) -> Arc<QueueHandle> {
+        let name = engine.name().clone();
+        self.inner
+            .next_uid
+            .fetch_max(engine.uid().saturating_add(1), Ordering::Relaxed);
+        let handle = QueueHandle::new(engine);
+        handle.temporary.store(temporary, Ordering::Relaxed);
+        self.inner.queues.insert(name, handle.clone());
+        self.spawn_timer(handle.clone());
+        handle
     }
 
     /// Cross-queue rules of `dead_letter`: the DLQ exists, matches the kind
@@ -383,7 +481,13 @@ impl Hub {
     /// Deletes a queue. Refused while it is another queue's DLQ or is
     /// subscribed to a topic. Parked receives return empty; push consumers
     /// see the queue end.
-    pub fn delete_queue(&self, name: &QueueName) -> Result<(), HubError> {
+    pub async fn delete_queue(&self, name: &QueueName) -> Result<(), HubError> {
+        let commit = self.delete_queue_now(name)?;
+        commit.await?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_queue_now(&self, name: &QueueName) -> Result<Commit, HubError> {
         let _admin = self.admin_lock();
         if !self.inner.queues.contains_key(name) {
             return Err(HubError::QueueNotFound(name.clone()));
@@ -402,19 +506,34 @@ impl Hub {
                 join(&topics)
             )));
         }
+        let mut commit = Commit::ready(());
         if let Some((_, q)) = self.inner.queues.remove(name) {
             q.mark_deleted();
+            commit = self.log(|| {
+                vec![Record::QueueDelete {
+                    name: name.clone(),
+                    uid: q.uid(),
+                }]
+            });
         }
         self.inner.redrives.remove(name);
         tracing::info!(queue = %name, "queue deleted");
-        Ok(())
+        Ok(commit)
     }
 
     /// Drops every message of a queue, in flight or not.
-    pub fn purge(&self, name: &QueueName) -> Result<u64, HubError> {
+    pub async fn purge(&self, name: &QueueName) -> Result<u64, HubError> {
         let q = self.queue(name)?;
-        let (n, moves) = q.with(self.now(), |g| g.engine.purge());
+        let ((n, below_seq), moves) =
+            q.with(self.now(), |g| (g.engine.purge(), g.engine.next_seq()));
         self.forward_dead_letters(moves);
+        let commit = self.log(|| {
+            vec![Record::Purge {
+                queue_uid: q.uid(),
+                below_seq,
+            }]
+        });
+        commit.await?;
         tracing::info!(queue = %name, purged = n, "queue purged");
         Ok(n)
     }
@@ -422,12 +541,23 @@ impl Hub {
     // ---- subscriptions ----
 
     /// Subscribes a queue to a topic; subscribing again replaces the filter.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         topic: &TopicName,
         queue: &QueueName,
         filter: Option<serde_json::Value>,
     ) -> Result<bool, HubError> {
+        let (created, commit) = self.subscribe_now(topic, queue, filter)?;
+        commit.await?;
+        Ok(created)
+    }
+
+    pub(crate) fn subscribe_now(
+        &self,
+        topic: &TopicName,
+        queue: &QueueName,
+        filter: Option<serde_json::Value>,
+    ) -> Result<(bool, Commit), HubError> {
         let _admin = self.admin_lock();
         let t = self.topic(topic)?;
         let q = self.queue(queue)?;
@@ -467,12 +597,34 @@ impl Hub {
                 true
             }
         };
+        let filter_json = subs
+            .iter()
+            .find(|s| &s.queue == queue)
+            .and_then(|s| s.filter_json.as_ref())
+            .map(|v| v.to_string());
         t.set_subscriptions(subs);
+        let commit = self.log(|| {
+            vec![Record::Subscribe {
+                topic: topic.clone(),
+                queue: queue.clone(),
+                filter_json,
+            }]
+        });
         tracing::info!(topic = %topic, queue = %queue, "subscribed");
-        Ok(created)
+        Ok((created, commit))
     }
 
-    pub fn unsubscribe(&self, topic: &TopicName, queue: &QueueName) -> Result<(), HubError> {
+    pub async fn unsubscribe(&self, topic: &TopicName, queue: &QueueName) -> Result<(), HubError> {
+        let commit = self.unsubscribe_now(topic, queue)?;
+        commit.await?;
+        Ok(())
+    }
+
+    pub(crate) fn unsubscribe_now(
+        &self,
+        topic: &TopicName,
+        queue: &QueueName,
+    ) -> Result<Commit, HubError> {
         let _admin = self.admin_lock();
         let t = self.topic(topic)?;
         let mut subs = t.subscriptions().as_ref().clone();
@@ -488,7 +640,12 @@ impl Hub {
         }
         t.set_subscriptions(subs);
         tracing::info!(topic = %topic, queue = %queue, "unsubscribed");
-        Ok(())
+        Ok(self.log(|| {
+            vec![Record::Unsubscribe {
+                topic: topic.clone(),
+                queue: queue.clone(),
+            }]
+        }))
     }
 
     // ---- consuming ----
@@ -563,36 +720,74 @@ impl Hub {
             Ok(Err((rx, wait)))
         });
         self.forward_dead_letters(moves);
-        let (mut rx, wait) = match outcome? {
-            Ok(got) => return Ok(got),
-            Err(parked) => parked,
+        let got = match outcome? {
+            Ok(got) => got,
+            Err((mut rx, wait)) => {
+                if *shutdown.borrow() {
+                    return Ok(Vec::new());
+                }
+                let deadline = tokio::time::sleep(Duration::from_secs(u64::from(wait)));
+                tokio::select! {
+                    r = &mut rx => r.unwrap_or_default(),
+                    () = deadline => {
+                        // Gave up: close the channel, then take anything handed
+                        // over in the meantime, so no leased message is stranded.
+                        rx.close();
+                        rx.try_recv().unwrap_or_default()
+                    }
+                    _ = shutdown.changed() => {
+                        rx.close();
+                        rx.try_recv().unwrap_or_default()
+                    }
+                }
+            }
         };
-        if *shutdown.borrow() {
-            return Ok(Vec::new());
+        self.log_received(q.uid(), &got).await?;
+        Ok(got)
+    }
+
+    /// Makes receive counts durable before the messages are handed out, so a
+    /// message that kills its consumers still reaches its dead-letter queue.
+    pub(crate) async fn log_received(&self, uid: u64, got: &[Delivery]) -> Result<(), HubError> {
+        if got.is_empty() {
+            return Ok(());
         }
-        let deadline = tokio::time::sleep(Duration::from_secs(u64::from(wait)));
-        tokio::select! {
-            r = &mut rx => return Ok(r.unwrap_or_default()),
-            () = deadline => {}
-            _ = shutdown.changed() => {}
-        }
-        // Gave up: close the channel, then take anything handed over in the
-        // meantime, so no leased message is stranded.
-        rx.close();
-        Ok(rx.try_recv().unwrap_or_default())
+        self.log(|| {
+            vec![Record::Received {
+                queue_uid: uid,
+                entries: got
+                    .iter()
+                    .map(|d| (d.seq, d.receive_count, d.first_received_at))
+                    .collect(),
+            }]
+        })
+        .await?;
+        Ok(())
     }
 
     /// Acks receipts; per-receipt results.
-    pub fn ack(
+    pub async fn ack(
         &self,
         queue: &QueueName,
         receipts: &[Receipt],
     ) -> Result<Vec<Result<(), ReceiptError>>, HubError> {
         let q = self.queue(queue)?;
-        let (r, moves) = q.with(self.now(), |g| {
+        let (r, moves): (Vec<Result<(), ReceiptError>>, _) = q.with(self.now(), |g| {
             receipts.iter().map(|r| g.engine.ack(r)).collect()
         });
         self.forward_dead_letters(moves);
+        let commit = self.log(|| {
+            vec![Record::Delete {
+                queue_uid: q.uid(),
+                seqs: receipts
+                    .iter()
+                    .zip(&r)
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(rc, _)| rc.seq)
+                    .collect(),
+            }]
+        });
+        commit.await?;
         Ok(r)
     }
 
@@ -699,9 +894,38 @@ impl Hub {
                 },
             };
             let msg = m.message.clone();
+            let dead_letter_source = opts.dead_letter_source.clone();
+            let receive_count = opts.receive_count;
             let (r, more) = dest.with(now, |g| g.engine.enqueue(msg, opts, now));
-            if let Err(e) = r {
-                tracing::error!(queue = %m.target, error = %e, "dead-letter enqueue refused");
+            match r {
+                Ok(crate::queue::EnqueueOutcome::Enqueued { seq }) => {
+                    // Not awaited: if lost in a crash the message is still in
+                    // its source with its count, and moves again.
+                    self.log(|| {
+                        vec![
+                            Record::Publish {
+                                message: m.message.clone(),
+                                copies: vec![CopyRec {
+                                    queue_uid: dest.uid(),
+                                    seq,
+                                    receive_count,
+                                    enqueued_at: now,
+                                    visible_at: None,
+                                    dead_letter_source,
+                                }],
+                            },
+                            Record::Delete {
+                                queue_uid: m.source_uid,
+                                seqs: vec![m.source_seq],
+                            },
+                        ]
+                    })
+                    .detach();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(queue = %m.target, error = %e, "dead-letter enqueue refused");
+                }
             }
             moves.extend(more);
         }
