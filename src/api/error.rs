@@ -55,6 +55,7 @@ impl From<HubError> for ApiError {
         let (status, code) = match &e {
             HubError::TopicNotFound(_) => (S::NOT_FOUND, "TopicNotFound"),
             HubError::QueueNotFound(_) => (S::NOT_FOUND, "QueueNotFound"),
+            HubError::SubscriptionNotFound { .. } => (S::NOT_FOUND, "SubscriptionNotFound"),
             HubError::QueueExists(_) => (S::CONFLICT, "QueueExists"),
             HubError::TopicExists(_) => (S::CONFLICT, "TopicExists"),
             HubError::QueueInUse(_) => (S::CONFLICT, "QueueInUse"),

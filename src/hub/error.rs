@@ -10,6 +10,8 @@ pub enum HubError {
     TopicNotFound(TopicName),
     #[error("queue {0} does not exist")]
     QueueNotFound(QueueName),
+    #[error("queue {queue} is not subscribed to topic {topic}")]
+    SubscriptionNotFound { topic: TopicName, queue: QueueName },
     #[error("{0}")]
     QueueExists(String),
     #[error("{0}")]

@@ -634,9 +634,10 @@ impl Hub {
             if !self.inner.queues.contains_key(queue) {
                 return Err(HubError::QueueNotFound(queue.clone()));
             }
-            return Err(HubError::InvalidRequest(format!(
-                "queue {queue} is not subscribed to topic {topic}"
-            )));
+            return Err(HubError::SubscriptionNotFound {
+                topic: topic.clone(),
+                queue: queue.clone(),
+            });
         }
         t.set_subscriptions(subs);
         tracing::info!(topic = %topic, queue = %queue, "unsubscribed");
