@@ -12,3 +12,4 @@ pub mod model;
 pub mod queue;
 pub mod server;
 pub mod storage;
+pub mod ws;

@@ -67,6 +67,7 @@ impl From<HubError> for ApiError {
             HubError::NotADeadLetterQueue(_) => (S::BAD_REQUEST, "NotADeadLetterQueue"),
             HubError::LimitExceeded(_) => (S::CONFLICT, "LimitExceeded"),
             HubError::Throttled(_) => (S::TOO_MANY_REQUESTS, "Throttled"),
+            HubError::ResumeExpired => (S::NOT_FOUND, "ResumeExpired"),
             HubError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "NotReady"),
             HubError::Storage(_) => (S::SERVICE_UNAVAILABLE, "StorageFailed"),
         };

@@ -36,15 +36,20 @@ pub struct AppState {
     /// False until recovery is done; `/readyz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<metrics::Metrics>,
+    pub ws: Arc<crate::config::WsConfig>,
+    /// Becomes true at shutdown (WebSocket sessions close with 1001).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
-    pub fn new(hub: Hub, receipts: ReceiptCodec) -> Self {
+    pub fn new(hub: Hub, receipts: ReceiptCodec, ws: crate::config::WsConfig) -> Self {
         Self {
+            shutdown: hub.shutdown_watch(),
             hub,
             receipts,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(metrics::Metrics::new()),
+            ws: Arc::new(ws),
         }
     }
 }
@@ -77,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queues/{queue}/nack", post(nack))
         .route("/v1/queues/{queue}/visibility", post(visibility))
         .route("/v1/queues/{queue}/redrive", post(redrive))
+        .route("/v1/ws", get(crate::ws::handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -38,6 +38,8 @@ pub enum HubError {
     LimitExceeded(String),
     #[error("{0}")]
     Throttled(String),
+    #[error("the resume token is unknown or its window has passed; messages may have been missed")]
+    ResumeExpired,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("storage failed: {0}")]
