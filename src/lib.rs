@@ -12,4 +12,5 @@ pub mod model;
 pub mod queue;
 pub mod server;
 pub mod storage;
+pub mod ui;
 pub mod ws;
