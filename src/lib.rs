@@ -10,3 +10,4 @@ pub mod config;
 pub mod hub;
 pub mod queue;
 pub mod server;
+pub mod client;
