@@ -10,4 +10,5 @@ pub mod config;
 pub mod hub;
 pub mod queue;
 pub mod server;
+pub mod cli;
 pub mod client;
