@@ -8,6 +8,8 @@
 //! or once stdout closed) are nacked with no delay so other consumers get them
 //! at once instead of after the visibility timeout.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use clap::Args;
@@ -92,7 +94,8 @@ pub async fn consume(client: &Client, args: &ConsumeArgs) -> anyhow::Result<()> 
         deliver(client, queue, messages, !args.no_ack, &mut out).await?;
         return Ok(());
     }
-    let stop = follow(client, queue, &options, !args.no_ack, &mut out).await?;
+    let signal = std::pin::pin!(shutdown_signal());
+    let stop = follow(client, queue, &options, !args.no_ack, &mut out, signal).await?;
     tracing::debug!(queue, ?stop, "consume stopped");
     Ok(())
 }
@@ -104,6 +107,13 @@ pub async fn tail(client: &Client, args: &TailArgs) -> anyhow::Result<()> {
     let topic = args.topic.as_str();
     let queue = tail_queue_name(&args.topic, rand::random::<u64>())?;
     let queue = queue.as_str();
+    // Listen for Ctrl-C before the queue exists: one pressed during setup then
+    // stops the loop at once, through the cleanup, instead of killing the
+    // process and leaving the queue behind.
+    let mut signal = std::pin::pin!(shutdown_signal());
+    if futures::poll!(signal.as_mut()).is_ready() {
+        return Ok(());
+    }
     client.put_queue(queue, &serde_json::json!({})).await?;
     let outcome = match client.subscribe(topic, queue, args.filter.as_ref()).await {
         Ok(_) => {
@@ -114,7 +124,7 @@ pub async fn tail(client: &Client, args: &TailArgs) -> anyhow::Result<()> {
                 visibility_timeout_seconds: None,
             };
             let mut out = JsonLines::stdout();
-            follow(client, queue, &options, true, &mut out)
+            follow(client, queue, &options, true, &mut out, signal)
                 .await
                 .map(|_| ())
         }
@@ -157,7 +167,8 @@ async fn remove_tail_queue(client: &Client, topic: &str, queue: &str) {
     }
 }
 
-/// Long-polls `queue` and delivers each batch until a [`Stop`]. Transient
+/// Long-polls `queue` and delivers each batch until a [`Stop`]; `signal`
+/// resolving is [`Stop::Signal`]. Transient
 /// failures (the server restarting, 429, 503) are retried with backoff once a
 /// first receive has worked; before that they are reported, so a wrong
 /// `--server` fails fast with exit code 3 instead of hanging.
@@ -167,9 +178,8 @@ async fn follow<W: std::io::Write>(
     options: &ReceiveOptions,
     ack: bool,
     out: &mut JsonLines<W>,
+    mut signal: Pin<&mut impl Future<Output = ()>>,
 ) -> anyhow::Result<Stop> {
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     let closed = stdout_closed();
     tokio::pin!(closed);
     let mut reached = false;
