@@ -19,13 +19,13 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
-use body::{parse_json, read_body, JsonBody};
+use body::{read_body, JsonBody};
 use dto::{EntryOut, MessageOut, PublishInput, ReceiptOut, ReceiptsBody};
 use error::{receipt_error_body, ApiError};
 use receipt::ReceiptCodec;
 
 use crate::hub::{Hub, HubError, NewMessage, ReceiveRequest, MAX_BATCH};
-use crate::model::{QueueName, QueueSettingsPatch, TopicName, TopicSettingsPatch};
+use crate::model::{QueueName, TopicName, TopicSettingsPatch};
 use crate::queue::{Receipt, ReceiptError};
 
 /// What every handler can reach. Cheap to clone.
@@ -324,7 +324,7 @@ async fn put_queue(
     let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
     // Wrong types are `InvalidRequest`; a well-formed but out-of-range value
     // is `InvalidSetting` (from the hub).
-    let patch: QueueSettingsPatch = parse_json(&bytes)?;
+    let patch = dto::parse_queue_settings(&bytes)?;
     let created = s.hub.put_queue(&name, &patch)?;
     let info = s.hub.describe_queue(&name)?;
     let status = if created {
