@@ -146,13 +146,17 @@ async fn put_topic(
 ) -> ApiResult {
     let name = topic_name(p)?;
     let created = s.hub.put_topic(&name, &patch)?;
-    let info = s.hub.describe_topic(&name)?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    ok_json(status, dto::topic_json(&info))
+    match s.hub.describe_topic(&name) {
+        Ok(info) => ok_json(status, dto::topic_json(&info)),
+        // See `put_queue`: a concurrent DELETE came in between.
+        Err(HubError::TopicNotFound(_)) => ok_json(status, json!({"name": name, "deleted": true})),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn get_topic(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
@@ -326,13 +330,20 @@ async fn put_queue(
     // is `InvalidSetting` (from the hub).
     let patch = dto::parse_queue_settings(&bytes)?;
     let created = s.hub.put_queue(&name, &patch)?;
-    let info = s.hub.describe_queue(&name)?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    ok_json(status, dto::queue_json(&info))
+    // The describe is a second step: a concurrent DELETE may remove the
+    // queue right after this PUT took effect. The PUT still succeeded and is
+    // answered so (a 404 would tell the client its PUT failed); there is just
+    // nothing left to describe.
+    match s.hub.describe_queue(&name) {
+        Ok(info) => ok_json(status, dto::queue_json(&info)),
+        Err(HubError::QueueNotFound(_)) => ok_json(status, json!({"name": name, "deleted": true})),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn get_queue(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {

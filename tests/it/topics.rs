@@ -1,6 +1,8 @@
 //! Topics and subscriptions: create, describe, delete, namespaces, FIFO
 //! topics, fan-out and its ids.
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -419,4 +421,11 @@ async fn a_fifo_topic_feeds_a_standard_queue_without_the_group() {
     let m = s.receive_one("plain").await;
     assert_eq!(m["body"], "x");
     assert!(m.get("group_id").is_none_or(Value::is_null), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_create_and_delete_of_one_topic_stay_consistent() {
+    let s = Arc::new(Server::start().await);
+    crate::queues::churn_create_and_delete(s.clone(), "topics", "TopicNotFound").await;
+    s.publish("race", json!({"body": "works"})).await;
 }
