@@ -134,12 +134,44 @@ async fn a_receive_past_the_waiter_limit_is_429_throttled() {
         tokio::spawn(async move { s.receive("q", json!({"wait_seconds": 3})).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let answer = s.receive_raw("q", json!({"wait_seconds": 3})).await;
-    assert_error(&answer, 429, "Throttled");
+    let resp = s
+        .http
+        .post(s.url("/v1/queues/q/receive"))
+        .json(&json!({"wait_seconds": 3}))
+        .send()
+        .await
+        .expect("second receive");
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "{:?}",
+        resp.headers()
+    );
+    let status = resp.status().as_u16();
+    let v: serde_json::Value = resp.json().await.expect("JSON error");
+    assert_error(&(status, v), 429, "Throttled");
     // A receive that does not wait is not a waiter.
     assert!(s.receive("q", json!({"wait_seconds": 0})).await.is_empty());
     s.send_text("q", "for the parked one").await;
     let got = parked.await.expect("parked receive");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["body"], "for the parked one");
+}
+
+#[tokio::test]
+async fn deleting_a_queue_releases_its_parked_receives_at_once() {
+    let s = Arc::new(Server::start().await);
+    s.create_queue("q", json!({})).await;
+    let parked = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let answer = s.receive_raw("q", json!({"wait_seconds": 10})).await;
+            (answer, start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.delete("/v1/queues/q").await.0, 200);
+    let ((status, v), took) = parked.await.expect("parked receive");
+    assert_eq!((status, &v), (200, &json!({"messages": []})));
+    assert!(took < Duration::from_secs(5), "released after {took:?}");
 }

@@ -210,6 +210,22 @@ async fn a_message_over_the_queues_max_is_413_message_too_large() {
 }
 
 #[tokio::test]
+async fn lowering_max_message_bytes_applies_to_the_next_send_and_publish() {
+    let s = Server::start().await;
+    s.create_topic("t", json!({})).await;
+    s.create_queue("q", json!({})).await;
+    s.subscribe("t", "q", None).await;
+    let body = json!({"body": "x".repeat(2000)});
+    s.send("q", body.clone()).await;
+    s.put("/v1/queues/q", json!({"max_message_bytes": 1024}))
+        .await;
+    assert_error(&s.send_raw("q", body.clone()).await, 413, "MessageTooLarge");
+    assert_error(&s.publish_raw("t", body).await, 413, "MessageTooLarge");
+    // The message stored before the change stays.
+    assert_eq!(s.stats("q").await["visible"], 1);
+}
+
+#[tokio::test]
 async fn a_base64_body_is_counted_decoded_and_round_trips() {
     let s = Server::start().await;
     s.create_queue("q", json!({"max_message_bytes": 1024}))
