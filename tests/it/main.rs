@@ -7,6 +7,7 @@ mod support;
 
 mod config;
 mod dlq;
+mod durability;
 mod errors;
 mod fifo;
 mod filters;

@@ -146,6 +146,7 @@ async fn malformed_publish_bodies_are_400_invalid_request() {
         json!({"body": "x", "attributes": ["a"]}),
         json!({"body": "x", "attributes": {"n": 1}}),
         json!({"body": "x", "attributes": {"": "empty key"}}),
+        json!({"body": "x", "attributes": (0..51).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
         json!({"body": "x", "poison": "yes"}),
         json!({"body": "x", "delay_seconds": -1}),
         json!({"body": "x", "unknown": true}),

@@ -383,22 +383,16 @@ async fn a_fifo_queue_enqueues_a_dedup_id_once_whatever_path_it_came_by() {
     s.create_topic("t", json!({"fifo": true})).await;
     s.create_queue("f", json!({"fifo": true})).await;
     s.subscribe("t", "f", None).await;
-    let direct = s
-        .send(
-            "f",
-            json!({"body": "direct", "group_id": "g", "dedup_id": "d"}),
-        )
-        .await;
-    let via_topic = s
-        .publish(
-            "t",
-            json!({"body": "via topic", "group_id": "g", "dedup_id": "d"}),
-        )
-        .await;
-    assert_ne!(
-        direct, via_topic,
-        "the topic has not seen d, so it answers its own id"
-    );
+    s.send(
+        "f",
+        json!({"body": "direct", "group_id": "g", "dedup_id": "d"}),
+    )
+    .await;
+    s.publish(
+        "t",
+        json!({"body": "via topic", "group_id": "g", "dedup_id": "d"}),
+    )
+    .await;
     let got = s.drain("f").await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["body"], "direct");

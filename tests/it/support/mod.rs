@@ -27,7 +27,7 @@ pub struct Server {
     pub http: reqwest::Client,
     /// Everything the child wrote to stderr so far (its logs).
     stderr: Arc<Mutex<String>>,
-    _child: Child,
+    child: Child,
 }
 
 /// A `pubq` command with the environment cleared of `PUBQ_*` variables, so a
@@ -52,8 +52,20 @@ impl Server {
 
     /// A server with extra `serve` flags.
     pub async fn start_with(extra: &[&str]) -> Self {
+        Self::spawn(&["--memory"], extra).await
+    }
+
+    /// A durable server keeping its data in `dir` (`--data-dir`).
+    pub async fn start_on_disk(dir: &std::path::Path, extra: &[&str]) -> Self {
+        let dir = dir.to_str().expect("utf-8 temp dir");
+        Self::spawn(&["--data-dir", dir], extra).await
+    }
+
+    async fn spawn(storage: &[&str], extra: &[&str]) -> Self {
         let mut cmd = pubq_command();
-        cmd.args(["serve", "--memory", "--listen", "127.0.0.1:0"])
+        cmd.arg("serve")
+            .args(storage)
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -103,8 +115,27 @@ impl Server {
                 .build()
                 .expect("build the HTTP client"),
             stderr,
-            _child: child,
+            child,
         }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; answers its exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}", self.pid);
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .expect("wait for the server");
+        exit.code()
+    }
+
+    /// Kills the process with SIGKILL (a crash) and waits until it is gone.
+    pub async fn crash(mut self) {
+        self.child.kill().await.expect("kill the server");
     }
 
     /// What the server logged to stderr so far.
