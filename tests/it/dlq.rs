@@ -275,6 +275,30 @@ async fn redrive_with_a_rate_limit_finishes_too() {
 }
 
 #[tokio::test]
+async fn a_second_redrive_while_one_runs_is_invalid_request() {
+    let s = Server::start().await;
+    s.create_queue("dlq", json!({})).await;
+    s.create_queue("a", dl("dlq", 1)).await;
+    for i in 0..3 {
+        s.send_text("a", &i.to_string()).await;
+    }
+    for m in s.drain("a").await {
+        s.nack("a", &[receipt(&m)], None).await;
+    }
+    // One message a second: the first redrive runs for about three seconds.
+    let (status, first) = s
+        .post("/v1/queues/dlq/redrive", json!({"max_per_second": 1}))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let answer = s.post("/v1/queues/dlq/redrive", json!({})).await;
+    assert_error(&answer, 400, "InvalidRequest");
+    let d = s.queue("dlq").await;
+    assert_eq!(d["redrive"]["task_id"], first["task_id"], "{d}");
+    assert_eq!(d["redrive"]["state"], "running", "{d}");
+    assert_eq!(d["redrive"]["total"], 3, "{d}");
+}
+
+#[tokio::test]
 async fn redrive_of_a_queue_that_is_no_dlq_is_not_a_dead_letter_queue() {
     let s = Server::start().await;
     s.create_queue("plain", json!({})).await;

@@ -62,6 +62,35 @@ async fn metrics_are_prometheus_text_with_per_queue_gauges() {
 }
 
 #[tokio::test]
+async fn metrics_forget_a_deleted_queue_or_topic() {
+    let s = Server::start().await;
+    s.create_queue("gone", json!({})).await;
+    s.create_topic("old", json!({})).await;
+    s.send_text("gone", "x").await;
+    let scrape = || async {
+        s.http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    assert!(scrape().await.contains("queue=\"gone\""));
+    assert_eq!(s.delete("/v1/queues/gone").await.0, 200);
+    let text = scrape().await;
+    let stale: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("queue=\"gone\""))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "deleted resources are still reported: {stale:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_route_is_a_404_json_error() {
     let s = Server::start().await;
     for path in ["/v1/nothing", "/v2/queues", "/v1/queues/q/unknown", "/"] {

@@ -335,7 +335,9 @@ async fn visibility_can_extend_a_lease() {
     // Without the extension it would be back after one second.
     let got = s.receive("q", json!({"wait_seconds": 2})).await;
     assert!(got.is_empty(), "{got:?}");
-    assert_eq!(s.stats("q").await["in_flight"], 1);
+    let st = s.stats("q").await;
+    assert_eq!(st["in_flight"], 1, "{st}");
+    assert!(st["oldest_age_seconds"].as_u64() >= Some(2), "{st}");
     assert_eq!(s.ack("q", &[receipt(&m)]).await[0]["ok"], true);
 }
 
