@@ -35,7 +35,6 @@ pub struct AppState {
     pub receipts: ReceiptCodec,
     /// False until recovery is done; `/readyz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
-    pub metrics: Arc<metrics::Metrics>,
     pub ws: Arc<crate::config::WsConfig>,
     /// Becomes true at shutdown (WebSocket sessions close with 1001).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -48,7 +47,6 @@ impl AppState {
             hub,
             receipts,
             ready: Arc::new(AtomicBool::new(false)),
-            metrics: Arc::new(metrics::Metrics::new()),
             ws: Arc::new(ws),
         }
     }
