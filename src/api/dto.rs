@@ -292,7 +292,7 @@ pub fn topic_json(info: &TopicInfo) -> serde_json::Value {
     let subs: Vec<_> = info
         .subscriptions
         .iter()
-        .map(|s| serde_json::json!({"queue": s.queue, "filter": s.filter_json}))
+        .map(|s| serde_json::json!({"queue": s.queue, "filter": s.filter_json.as_deref()}))
         .collect();
     serde_json::json!({
         "name": info.name,

@@ -55,6 +55,7 @@ impl AppState {
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(crate::ui::index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
