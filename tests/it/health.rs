@@ -93,7 +93,12 @@ async fn metrics_forget_a_deleted_queue_or_topic() {
 #[tokio::test]
 async fn an_unknown_route_is_a_404_json_error() {
     let s = Server::start().await;
-    for path in ["/v1/nothing", "/v2/queues", "/v1/queues/q/unknown", "/"] {
+    for path in [
+        "/v1/nothing",
+        "/v2/queues",
+        "/v1/queues/q/unknown",
+        "/nothing.html",
+    ] {
         let answer = s.get(path).await;
         assert_error(&answer, 404, "NotFound");
     }
