@@ -175,3 +175,65 @@ async fn deleting_a_queue_releases_its_parked_receives_at_once() {
     assert_eq!((status, &v), (200, &json!({"messages": []})));
     assert!(took < Duration::from_secs(5), "released after {took:?}");
 }
+
+#[tokio::test]
+async fn a_fifo_waiter_is_not_handed_a_blocked_group_but_wakes_for_another() {
+    let s = Arc::new(Server::start().await);
+    s.create_queue("f", json!({"fifo": true, "content_based_dedup": true}))
+        .await;
+    s.send("f", json!({"body": "a1", "group_id": "a"})).await;
+    let a1 = s.receive_one("f").await;
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let got = s.receive("f", json!({"wait_seconds": 10, "max": 10})).await;
+            (got, start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Group a is blocked behind a1: a2 must not wake the waiter with it.
+    s.send("f", json!({"body": "a2", "group_id": "a"})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.send("f", json!({"body": "b1", "group_id": "b"})).await;
+    let (got, took) = waiter.await.expect("waiter");
+    let bodies: Vec<&str> = got
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(bodies, ["b1"]);
+    assert!(
+        took >= Duration::from_millis(400),
+        "woke before b1 was sent: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    s.ack("f", &[crate::support::receipt(&a1)]).await;
+    assert_eq!(s.receive_one("f").await["body"], "a2");
+}
+
+#[tokio::test]
+async fn a_nack_wakes_a_parked_waiter() {
+    let s = Arc::new(Server::start().await);
+    s.create_queue("q", json!({})).await;
+    s.send_text("q", "retry me").await;
+    let m = s.receive_one("q").await;
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            (
+                s.receive("q", json!({"wait_seconds": 10})).await,
+                start.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.nack("q", &[crate::support::receipt(&m)], None).await;
+    let (got, took) = waiter.await.expect("waiter");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (&got[0]["id"], &got[0]["receive_count"]),
+        (&m["id"], &json!(2))
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}

@@ -346,6 +346,22 @@ async fn a_request_over_max_request_bytes_is_413_request_too_large() {
 }
 
 #[tokio::test]
+async fn a_request_of_exactly_max_request_bytes_is_accepted() {
+    let s = Server::start_with(&["--max-request-bytes", "2048"]).await;
+    s.create_queue("q", json!({})).await;
+    let frame = r#"{"body":""}"#.len();
+    let exact = format!(r#"{{"body":"{}"}}"#, "x".repeat(2048 - frame));
+    assert_eq!(exact.len(), 2048);
+    let (status, text) = s.raw(Method::POST, "/v1/queues/q/send", exact).await;
+    assert_eq!(status, 200, "{text}");
+    let over = format!(r#"{{"body":"{}"}}"#, "x".repeat(2049 - frame));
+    let (status, text) = s.raw(Method::POST, "/v1/queues/q/send", over).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("RequestTooLarge"), "{text}");
+    assert_eq!(s.stats("q").await["sent"], 1);
+}
+
+#[tokio::test]
 async fn delay_seconds_hides_a_message_until_it_passes() {
     let s = Server::start().await;
     s.create_queue("q", json!({})).await;
