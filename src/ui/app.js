@@ -645,12 +645,24 @@
         if (resumed) w.resumes++;
         setText(w.els.resumes, w.resumes ? 'resumed ' + w.resumes + '×' : '');
       }
+      w.resumeTries = 0;
       setWatchState(w, 'live', 'live');
       return;
     }
     const err = a.error || {};
     if (err.code === 'ConnectionLost' || err.code === 'NotConnected') return;   // retried on reconnect
+    if (err.code === 'ResumeExpired' && w.resume && w.resumeTries < 2) {
+      // The server also answers ResumeExpired while it still holds the old
+      // connection's subscription (it may not have seen the close yet): try
+      // again shortly before giving the token up.
+      w.resumeTries++;
+      setWatchState(w, 'reconnecting', 'resuming…');
+      const sock = conn.sock;
+      setTimeout(() => { if (w.active && conn.open && conn.sock === sock) subscribe(w); }, 700);
+      return;
+    }
     if (err.code === 'ResumeExpired') {
+      w.resumeTries = 0;
       showError('watch topic ' + w.name, {
         code: 'ResumeExpired',
         message: 'the resume window passed: messages published meanwhile may be missing; subscribed afresh',
@@ -673,7 +685,7 @@
     }
     const sub = 's' + nextSub++;
     const w = {
-      sub, kind, name, prefetch: pf, active: true, resume: null, resumes: 0,
+      sub, kind, name, prefetch: pf, active: true, resume: null, resumes: 0, resumeTries: 0,
       rows: new Map(), received: 0, acked: 0, nacked: 0, els: {},
     };
     const state = h('span', { cls: 'pill', testid: 'watch-state' });
