@@ -151,6 +151,10 @@ async fn main() -> Result<()> {
                 println!("end ({reason})");
                 break;
             }
+            Ended::Refused(error) if error["code"] == "TopicNotFound" => bail!(
+                "no topic {:?}: create it first (`pubq topic create {0}`, or run the publisher example)",
+                args.topic
+            ),
             Ended::Refused(error) => bail!("subscribe refused: {error}"),
             Ended::Dropped => {
                 retries = 0;
