@@ -17,3 +17,4 @@ mod publish;
 mod queues;
 mod receive;
 mod topics;
+mod ws;

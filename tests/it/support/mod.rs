@@ -6,6 +6,8 @@
 //! It does not know the server's rules: helpers only send requests and hand
 //! back `(status, JSON)`, or assert the one status a happy path must have.
 
+pub mod ws;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
