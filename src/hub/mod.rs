@@ -184,7 +184,7 @@ impl Hub {
         }
     }
 
-    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
+    pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.inner.storage
     }
 
