@@ -11,3 +11,6 @@ pub mod hub;
 pub mod model;
 pub mod queue;
 pub mod server;
+pub mod storage;
+pub mod ui;
+pub mod ws;

@@ -17,6 +17,7 @@ use crate::api::{self, receipt::ReceiptCodec, AppState};
 use crate::config::{FileConfig, ServerConfig, StorageConfig};
 use crate::hub::{Hub, HubError};
 use crate::model::{QueueSettingsPatch, SystemClock};
+use crate::storage::{DiskLog, DiskLogConfig, MemoryStorage, Storage};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum ServerError {
     Declare { what: String, source: HubError },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 /// A running server.
@@ -57,17 +60,36 @@ impl ServerHandle {
     }
 }
 
-/// Builds the hub and binds; the server runs in a spawned task.
+/// Opens storage, binds, recovers and serves; the server runs in a spawned
+/// task. `/readyz` (and every `/v1` route) answers 503 `NotReady` until
+/// recovery is done.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
-    let hub = Hub::new(Arc::new(SystemClock::new()), config.limits.clone());
-    if let StorageConfig::Disk { dir, .. } = &config.storage {
-        tracing::warn!(
-            data_dir = %dir.display(),
-            "the durable log is not built yet: messages are kept in memory only"
-        );
-    }
-    declare(&hub, &config.declare)?;
-    let state = AppState::new(hub.clone(), ReceiptCodec::random());
+    let storage: Arc<dyn Storage> = match &config.storage {
+        StorageConfig::Memory => Arc::new(MemoryStorage),
+        StorageConfig::Disk {
+            dir,
+            fsync,
+            fsync_interval,
+        } => {
+            let cfg = DiskLogConfig::new(dir.clone(), *fsync, *fsync_interval);
+            let log = tokio::task::spawn_blocking(move || DiskLog::open(cfg))
+                .await
+                .map_err(|e| ServerError::Storage(e.to_string()))?
+                .map_err(|e| ServerError::Storage(e.to_string()))?;
+            tracing::info!(data_dir = %dir.display(), fsync = ?fsync, "durable storage");
+            Arc::new(log)
+        }
+    };
+    let receipts = match storage.receipt_key() {
+        Some(k) => ReceiptCodec::with_key(&k),
+        None => ReceiptCodec::random(),
+    };
+    let hub = Hub::with_storage(
+        Arc::new(SystemClock::new()),
+        config.limits.clone(),
+        storage.clone(),
+    );
+    let state = AppState::new(hub.clone(), receipts, config.ws.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -78,11 +100,11 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening beyond loopback without authentication");
     }
-    state.ready.store(true, Ordering::Release);
     let (stop, mut stop_rx) = watch::channel(false);
-    let app = api::router(state);
+    let app = api::router(state.clone());
     let drain_hub = hub.clone();
     let grace = config.shutdown_grace;
+    let serve_storage = storage.clone();
     let task = tokio::spawn(async move {
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -97,7 +119,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
         let serve = async move { serve.await.map_err(ServerError::Serve) };
         tokio::pin!(serve);
-        tokio::select! {
+        let r = tokio::select! {
             r = &mut serve => r,
             _ = async {
                 let _ = drained_rx.await;
@@ -106,14 +128,56 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
                 tracing::warn!("requests still open after the grace period; closing them");
                 Ok(())
             }
-        }
+        };
+        let _ = tokio::task::spawn_blocking(move || serve_storage.close()).await;
+        r
     });
+    // Recovery runs while the listener already answers /healthz and 503s.
+    let report = hub
+        .restore()
+        .await
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    if storage.is_durable() {
+        tracing::info!(
+            topics = report.topics,
+            queues = report.queues,
+            messages = report.messages,
+            snapshot_records = report.storage.snapshot_records,
+            log_records = report.storage.log_records,
+            truncated_bytes = report.storage.truncated_bytes,
+            "recovered"
+        );
+    }
+    declare(&hub, &config.declare).await?;
+    state.ready.store(true, Ordering::Release);
+    spawn_checkpoints(hub.clone());
+    hub.spawn_temp_reaper(config.ws.resume_window);
     Ok(ServerHandle {
         addr,
         hub,
         stop,
         task,
     })
+}
+
+/// Takes a checkpoint whenever storage says one is due.
+fn spawn_checkpoints(hub: Hub) {
+    if !hub.storage().is_durable() {
+        return;
+    }
+    let weak = hub.downgrade();
+    drop(hub);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::hub::CHECKPOINT_POLL).await;
+            let Some(hub) = crate::hub::Hub::upgrade(&weak) else {
+                return;
+            };
+            if let Err(e) = hub.checkpoint_if_due().await {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+        }
+    });
 }
 
 /// Runs the server until SIGINT/SIGTERM. Prints `listening on http://ADDR` on
@@ -150,10 +214,11 @@ async fn shutdown_signal() {
 /// Creates what `pubq.toml` declares: topics, then queues (dead-letter
 /// settings in a second pass, so a queue may name a DLQ declared after it),
 /// then subscriptions. Existing resources are updated, as `PUT` would.
-pub fn declare(hub: &Hub, file: &FileConfig) -> Result<(), ServerError> {
+pub async fn declare(hub: &Hub, file: &FileConfig) -> Result<(), ServerError> {
     let err = |what: String| move |source| ServerError::Declare { what, source };
     for t in &file.topics {
         hub.put_topic(&t.name, &t.settings)
+            .await
             .map_err(err(format!("topic {}", t.name)))?;
     }
     for q in &file.queues {
@@ -162,6 +227,7 @@ pub fn declare(hub: &Hub, file: &FileConfig) -> Result<(), ServerError> {
             ..q.settings.clone()
         };
         hub.put_queue(&q.name, &first)
+            .await
             .map_err(err(format!("queue {}", q.name)))?;
     }
     for q in file
@@ -174,10 +240,12 @@ pub fn declare(hub: &Hub, file: &FileConfig) -> Result<(), ServerError> {
             ..QueueSettingsPatch::default()
         };
         hub.put_queue(&q.name, &dl)
+            .await
             .map_err(err(format!("queue {}", q.name)))?;
     }
     for s in &file.subscriptions {
         hub.subscribe(&s.topic, &s.queue, s.filter.clone())
+            .await
             .map_err(err(format!("subscription {} -> {}", s.topic, s.queue)))?;
     }
     Ok(())

@@ -36,15 +36,20 @@ pub struct AppState {
     /// False until recovery is done; `/readyz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<metrics::Metrics>,
+    pub ws: Arc<crate::config::WsConfig>,
+    /// Becomes true at shutdown (WebSocket sessions close with 1001).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
-    pub fn new(hub: Hub, receipts: ReceiptCodec) -> Self {
+    pub fn new(hub: Hub, receipts: ReceiptCodec, ws: crate::config::WsConfig) -> Self {
         Self {
+            shutdown: hub.shutdown_watch(),
             hub,
             receipts,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(metrics::Metrics::new()),
+            ws: Arc::new(ws),
         }
     }
 }
@@ -52,6 +57,7 @@ impl AppState {
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(crate::ui::index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
@@ -77,9 +83,33 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queues/{queue}/nack", post(nack))
         .route("/v1/queues/{queue}/visibility", post(visibility))
         .route("/v1/queues/{queue}/redrive", post(redrive))
+        .route("/v1/ws", get(crate::ws::handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ready_gate,
+        ))
         .with_state(state)
+}
+
+/// Until recovery is done, everything but the health endpoints answers 503
+/// `NotReady` (nothing is served from a half-loaded state).
+async fn ready_gate(
+    State(s): State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let open = matches!(req.uri().path(), "/healthz" | "/readyz");
+    if open || s.ready.load(Ordering::Acquire) {
+        return next.run(req).await;
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "NotReady",
+        "the server is recovering its state",
+    )
+    .into_response()
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -145,7 +175,7 @@ async fn put_topic(
     JsonBody(patch): JsonBody<TopicSettingsPatch>,
 ) -> ApiResult {
     let name = topic_name(p)?;
-    let created = s.hub.put_topic(&name, &patch)?;
+    let created = s.hub.put_topic(&name, &patch).await?;
     let info = s.hub.describe_topic(&name)?;
     let status = if created {
         StatusCode::CREATED
@@ -168,7 +198,7 @@ async fn delete_topic(
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let name = topic_name(p)?;
-    s.hub.delete_topic(&name)?;
+    s.hub.delete_topic(&name).await?;
     ok_json(StatusCode::OK, json!({"deleted": name}))
 }
 
@@ -178,7 +208,7 @@ async fn subscribe(
     JsonBody(b): JsonBody<dto::SubscribeBody>,
 ) -> ApiResult {
     let (topic, queue) = two_names(p)?;
-    let created = s.hub.subscribe(&topic, &queue, b.filter.clone())?;
+    let created = s.hub.subscribe(&topic, &queue, b.filter.clone()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -195,7 +225,7 @@ async fn unsubscribe(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult {
     let (topic, queue) = two_names(p)?;
-    s.hub.unsubscribe(&topic, &queue)?;
+    s.hub.unsubscribe(&topic, &queue).await?;
     ok_json(
         StatusCode::OK,
         json!({"topic": topic, "queue": queue, "deleted": true}),
@@ -232,12 +262,10 @@ fn to_messages(input: PublishInput) -> Result<(bool, Vec<Result<NewMessage, ApiE
     }
 }
 
-/// Runs `submit` on the valid entries and merges wire errors back in place.
-fn publish_answer(
-    batch: bool,
+/// Splits entries into wire errors (kept in place) and valid messages.
+fn split_entries(
     entries: Vec<Result<NewMessage, ApiError>>,
-    submit: impl FnOnce(Vec<NewMessage>) -> Result<Vec<crate::hub::EntryResult>, HubError>,
-) -> ApiResult {
+) -> (Vec<Option<ApiError>>, Vec<NewMessage>) {
     let mut slots: Vec<Option<ApiError>> = Vec::with_capacity(entries.len());
     let mut valid = Vec::with_capacity(entries.len());
     for e in entries {
@@ -249,12 +277,16 @@ fn publish_answer(
             Err(err) => slots.push(Some(err)),
         }
     }
-    let mut hub_results = if valid.is_empty() {
-        Vec::new()
-    } else {
-        submit(valid)?
-    }
-    .into_iter();
+    (slots, valid)
+}
+
+/// Merges the hub's per-entry results with the wire errors, in order.
+fn publish_answer(
+    batch: bool,
+    slots: Vec<Option<ApiError>>,
+    hub_results: Vec<crate::hub::EntryResult>,
+) -> ApiResult {
+    let mut hub_results = hub_results.into_iter();
     let mut results: Vec<Result<String, ApiError>> = Vec::with_capacity(slots.len());
     for slot in slots {
         match slot {
@@ -295,7 +327,13 @@ async fn publish(
     let topic = topic_name(p)?;
     let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
     let (batch, entries) = to_messages(dto::parse_publish(&bytes)?)?;
-    publish_answer(batch, entries, |msgs| s.hub.publish(&topic, msgs))
+    let (slots, valid) = split_entries(entries);
+    let results = if valid.is_empty() {
+        Vec::new()
+    } else {
+        s.hub.publish(&topic, valid).await?
+    };
+    publish_answer(batch, slots, results)
 }
 
 async fn send(
@@ -306,7 +344,13 @@ async fn send(
     let queue = queue_name(p)?;
     let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
     let (batch, entries) = to_messages(dto::parse_publish(&bytes)?)?;
-    publish_answer(batch, entries, |msgs| s.hub.send(&queue, msgs))
+    let (slots, valid) = split_entries(entries);
+    let results = if valid.is_empty() {
+        Vec::new()
+    } else {
+        s.hub.send(&queue, valid).await?
+    };
+    publish_answer(batch, slots, results)
 }
 
 // ---- queues ----
@@ -325,7 +369,7 @@ async fn put_queue(
     // Wrong types are `InvalidRequest`; a well-formed but out-of-range value
     // is `InvalidSetting` (from the hub).
     let patch: QueueSettingsPatch = parse_json(&bytes)?;
-    let created = s.hub.put_queue(&name, &patch)?;
+    let created = s.hub.put_queue(&name, &patch).await?;
     let info = s.hub.describe_queue(&name)?;
     let status = if created {
         StatusCode::CREATED
@@ -348,13 +392,13 @@ async fn delete_queue(
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let name = queue_name(p)?;
-    s.hub.delete_queue(&name)?;
+    s.hub.delete_queue(&name).await?;
     ok_json(StatusCode::OK, json!({"deleted": name}))
 }
 
 async fn purge(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
     let name = queue_name(p)?;
-    let n = s.hub.purge(&name)?;
+    let n = s.hub.purge(&name).await?;
     ok_json(StatusCode::OK, json!({"purged": n}))
 }
 
@@ -401,11 +445,7 @@ async fn receive(
 
 /// Decodes receipts; undecodable ones are answered `ReceiptInvalid` without
 /// reaching the queue.
-fn receipts_op(
-    s: &AppState,
-    receipts: &[String],
-    op: impl FnOnce(&[Receipt]) -> Result<Vec<Result<(), ReceiptError>>, HubError>,
-) -> ApiResult {
+fn decode_receipts(s: &AppState, receipts: &[String]) -> Result<Vec<Option<Receipt>>, ApiError> {
     if receipts.is_empty() {
         return Err(ApiError::invalid_request("receipts must not be empty"));
     }
@@ -416,9 +456,20 @@ fn receipts_op(
         ))
         .into());
     }
-    let decoded: Vec<Option<Receipt>> = receipts.iter().map(|r| s.receipts.decode(r)).collect();
-    let valid: Vec<Receipt> = decoded.iter().flatten().copied().collect();
-    let mut results = op(&valid)?.into_iter();
+    Ok(receipts.iter().map(|r| s.receipts.decode(r)).collect())
+}
+
+fn valid_receipts(decoded: &[Option<Receipt>]) -> Vec<Receipt> {
+    decoded.iter().flatten().copied().collect()
+}
+
+/// Answers per receipt, in the order given.
+fn receipts_answer(
+    receipts: &[String],
+    decoded: Vec<Option<Receipt>>,
+    results: Vec<Result<(), ReceiptError>>,
+) -> ApiResult {
+    let mut results = results.into_iter();
     let out: Vec<ReceiptOut> = receipts
         .iter()
         .zip(decoded)
@@ -453,7 +504,9 @@ async fn ack(
     if b.delay_seconds.is_some() || b.seconds.is_some() {
         return Err(ApiError::invalid_request("ack takes only \"receipts\""));
     }
-    receipts_op(&s, &b.receipts, |r| s.hub.ack(&name, r))
+    let decoded = decode_receipts(&s, &b.receipts)?;
+    let results = s.hub.ack(&name, &valid_receipts(&decoded)).await?;
+    receipts_answer(&b.receipts, decoded, results)
 }
 
 async fn nack(
@@ -467,7 +520,11 @@ async fn nack(
             "nack takes \"receipts\" and \"delay_seconds\"",
         ));
     }
-    receipts_op(&s, &b.receipts, |r| s.hub.nack(&name, r, b.delay_seconds))
+    let decoded = decode_receipts(&s, &b.receipts)?;
+    let results = s
+        .hub
+        .nack(&name, &valid_receipts(&decoded), b.delay_seconds)?;
+    receipts_answer(&b.receipts, decoded, results)
 }
 
 async fn visibility(
@@ -484,7 +541,9 @@ async fn visibility(
     let seconds = b
         .seconds
         .ok_or_else(|| ApiError::invalid_request("visibility needs \"seconds\""))?;
-    receipts_op(&s, &b.receipts, |r| {
-        s.hub.change_visibility(&name, r, seconds)
-    })
+    let decoded = decode_receipts(&s, &b.receipts)?;
+    let results = s
+        .hub
+        .change_visibility(&name, &valid_receipts(&decoded), seconds)?;
+    receipts_answer(&b.receipts, decoded, results)
 }

@@ -13,6 +13,9 @@ pub mod filter;
 mod publish;
 mod queue_handle;
 mod redrive;
+mod restore;
+mod snapshot;
+mod temp;
 mod topic;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +29,8 @@ pub use error::HubError;
 pub use publish::{EntryResult, NewMessage};
 pub use queue_handle::QueueHandle;
 pub use redrive::{RedriveProgress, RedriveStarted};
+pub use restore::RestoreReport;
+pub use snapshot::CHECKPOINT_POLL;
 pub use topic::{Subscription, TopicHandle, TopicStats};
 
 use crate::config::Limits;
@@ -35,6 +40,7 @@ use crate::model::{
 };
 use crate::queue::ReceiptError;
 use crate::queue::{DeadLetterMove, Delivery, EnqueueOptions, QueueState, QueueStats, Receipt};
+use crate::storage::{Commit, CopyRec, MemoryStorage, Record, Storage};
 use filter::FilterPolicy;
 use queue_handle::Waiter;
 
@@ -82,6 +88,10 @@ pub struct Hub {
     inner: Arc<HubInner>,
 }
 
+/// A weak reference to a [`Hub`].
+#[derive(Clone)]
+pub struct WeakHub(Weak<HubInner>);
+
 pub(crate) struct HubInner {
     topics: DashMap<TopicName, Arc<TopicHandle>>,
     queues: DashMap<QueueName, Arc<QueueHandle>>,
@@ -92,15 +102,31 @@ pub(crate) struct HubInner {
     /// Source of queue incarnation ids (receipts name them).
     next_uid: AtomicU64,
     redrives: DashMap<QueueName, Arc<redrive::RedriveTask>>,
+    /// Queue incarnation id -> queue, for receipts that name no queue (WebSocket acks).
+    by_uid: DashMap<u64, Arc<QueueHandle>>,
+    /// Temporary queues not attached to a connection, with the time they were
+    /// left; deleted once older than the resume window.
+    temps: DashMap<QueueName, Millis>,
     /// Signals parked receives to return at shutdown.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Where changes are made durable.
+    storage: Arc<dyn Storage>,
+    /// Whether `storage` keeps anything (else no records are built).
+    durable: bool,
 }
 
 impl Hub {
     /// An empty hub. Must be created inside a tokio runtime (queues spawn
     /// their timer tasks there).
     pub fn new(clock: Arc<dyn Clock>, limits: Limits) -> Self {
+        Self::with_storage(clock, limits, Arc::new(MemoryStorage))
+    }
+
+    /// A hub that records its changes in `storage` (call
+    /// [`restore`](Self::restore) first to load what it holds).
+    pub fn with_storage(clock: Arc<dyn Clock>, limits: Limits, storage: Arc<dyn Storage>) -> Self {
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let durable = storage.is_durable();
         Self {
             inner: Arc::new(HubInner {
                 topics: DashMap::new(),
@@ -110,9 +136,22 @@ impl Hub {
                 limits,
                 next_uid: AtomicU64::new(rand::thread_rng().gen::<u64>() >> 16),
                 redrives: DashMap::new(),
+                by_uid: DashMap::new(),
+                temps: DashMap::new(),
                 shutdown,
+                storage,
+                durable,
             }),
         }
+    }
+
+    /// A handle that does not keep the hub alive (for background tasks).
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
+    }
+
+    pub fn upgrade(w: &WeakHub) -> Option<Hub> {
+        w.0.upgrade().map(|inner| Hub { inner })
     }
 
     pub fn now(&self) -> Millis {
@@ -123,9 +162,27 @@ impl Hub {
         &self.inner.limits
     }
 
+    /// Becomes true when the server starts shutting down.
+    pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
     /// Makes parked receives return (empty) at once; used at shutdown.
     pub fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// Appends records when storage keeps anything.
+    pub(crate) fn log(&self, build: impl FnOnce() -> Vec<Record>) -> Commit {
+        if self.inner.durable {
+            self.inner.storage.append(build())
+        } else {
+            Commit::ready(())
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
     }
 
     fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -136,11 +193,21 @@ impl Hub {
 
     /// Creates a topic, or checks an existing one. Returns whether it was
     /// created. Changing `fifo` of an existing topic is `TopicExists`.
-    pub fn put_topic(
+    pub async fn put_topic(
         &self,
         name: &TopicName,
         patch: &TopicSettingsPatch,
     ) -> Result<bool, HubError> {
+        let (created, commit) = self.put_topic_now(name, patch)?;
+        commit.await?;
+        Ok(created)
+    }
+
+    fn put_topic_now(
+        &self,
+        name: &TopicName,
+        patch: &TopicSettingsPatch,
+    ) -> Result<(bool, Commit), HubError> {
         let _admin = self.admin_lock();
         if let Some(t) = self.inner.topics.get(name) {
             let mut cur = t.settings.lock().unwrap_or_else(|p| p.into_inner());
@@ -152,8 +219,14 @@ impl Hub {
             }
             let next = patch.apply(&cur);
             next.validate()?;
-            *cur = next;
-            return Ok(false);
+            *cur = next.clone();
+            let commit = self.log(|| {
+                vec![Record::TopicPut {
+                    name: name.clone(),
+                    settings: next,
+                }]
+            });
+            return Ok((false, commit));
         }
         let settings = patch.apply(&TopicSettings::default());
         settings.validate()?;
@@ -163,11 +236,17 @@ impl Hub {
                 self.inner.limits.max_topics
             )));
         }
+        let commit = self.log(|| {
+            vec![Record::TopicPut {
+                name: name.clone(),
+                settings: settings.clone(),
+            }]
+        });
         self.inner
             .topics
             .insert(name.clone(), TopicHandle::new(name.clone(), settings));
         tracing::info!(topic = %name, "topic created");
-        Ok(true)
+        Ok((true, commit))
     }
 
     pub fn list_topics(&self) -> Vec<TopicName> {
@@ -195,13 +274,17 @@ impl Hub {
     }
 
     /// Deletes a topic and its subscriptions (the queues stay).
-    pub fn delete_topic(&self, name: &TopicName) -> Result<(), HubError> {
-        let _admin = self.admin_lock();
-        self.inner
-            .topics
-            .remove(name)
-            .ok_or_else(|| HubError::TopicNotFound(name.clone()))?;
-        tracing::info!(topic = %name, "topic deleted");
+    pub async fn delete_topic(&self, name: &TopicName) -> Result<(), HubError> {
+        let commit = {
+            let _admin = self.admin_lock();
+            self.inner
+                .topics
+                .remove(name)
+                .ok_or_else(|| HubError::TopicNotFound(name.clone()))?;
+            tracing::info!(topic = %name, "topic deleted");
+            self.log(|| vec![Record::TopicDelete { name: name.clone() }])
+        };
+        commit.await?;
         Ok(())
     }
 
@@ -209,20 +292,22 @@ impl Hub {
 
     /// Creates a queue or updates an existing one's mutable settings.
     /// Returns whether it was created.
-    pub fn put_queue(
+    pub async fn put_queue(
         &self,
         name: &QueueName,
         patch: &QueueSettingsPatch,
     ) -> Result<bool, HubError> {
-        self.put_queue_inner(name, patch, false)
+        let (created, commit) = self.put_queue_now(name, patch, false)?;
+        commit.await?;
+        Ok(created)
     }
 
-    fn put_queue_inner(
+    pub(crate) fn put_queue_now(
         &self,
         name: &QueueName,
         patch: &QueueSettingsPatch,
         temporary: bool,
-    ) -> Result<bool, HubError> {
+    ) -> Result<(bool, Commit), HubError> {
         let _admin = self.admin_lock();
         let existing = self.inner.queues.get(name).map(|q| q.clone());
         let base = match &existing {
@@ -240,10 +325,18 @@ impl Hub {
         self.check_dead_letter(name, &settings)?;
         if let Some(q) = existing {
             let now = self.now();
+            let commit = self.log(|| {
+                vec![Record::QueuePut {
+                    name: name.clone(),
+                    uid: q.uid(),
+                    settings: settings.clone(),
+                    temporary: q.temporary.load(Ordering::Relaxed),
+                }]
+            });
             let moves = q.update_settings(now, settings);
             self.forward_dead_letters(moves);
             tracing::info!(queue = %name, "queue settings updated");
-            return Ok(false);
+            return Ok((false, commit));
         }
         if self.inner.queues.len() >= self.inner.limits.max_queues {
             return Err(HubError::LimitExceeded(format!(
@@ -252,12 +345,35 @@ impl Hub {
             )));
         }
         let uid = self.inner.next_uid.fetch_add(1, Ordering::Relaxed);
-        let handle = QueueHandle::new(QueueState::new(name.clone(), uid, settings));
-        handle.temporary.store(temporary, Ordering::Relaxed);
-        self.inner.queues.insert(name.clone(), handle.clone());
-        self.spawn_timer(handle);
+        let commit = self.log(|| {
+            vec![Record::QueuePut {
+                name: name.clone(),
+                uid,
+                settings: settings.clone(),
+                temporary,
+            }]
+        });
+        self.install_queue(QueueState::new(name.clone(), uid, settings), temporary);
         tracing::info!(queue = %name, "queue created");
-        Ok(true)
+        Ok((true, commit))
+    }
+
+    /// Registers a queue engine and starts its timer.
+    pub(crate) fn install_queue(&self, engine: QueueState, temporary: bool) -> Arc<QueueHandle> {
+        let name = engine.name().clone();
+        self.inner
+            .next_uid
+            .fetch_max(engine.uid().saturating_add(1), Ordering::Relaxed);
+        let handle = QueueHandle::new(engine);
+        handle.temporary.store(temporary, Ordering::Relaxed);
+        if temporary {
+            // Recovered or new: detached until a connection attaches.
+            self.inner.temps.insert(name.clone(), self.now());
+        }
+        self.inner.by_uid.insert(handle.uid(), handle.clone());
+        self.inner.queues.insert(name, handle.clone());
+        self.spawn_timer(handle.clone());
+        handle
     }
 
     /// Cross-queue rules of `dead_letter`: the DLQ exists, matches the kind
@@ -383,7 +499,13 @@ impl Hub {
     /// Deletes a queue. Refused while it is another queue's DLQ or is
     /// subscribed to a topic. Parked receives return empty; push consumers
     /// see the queue end.
-    pub fn delete_queue(&self, name: &QueueName) -> Result<(), HubError> {
+    pub async fn delete_queue(&self, name: &QueueName) -> Result<(), HubError> {
+        let commit = self.delete_queue_now(name)?;
+        commit.await?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_queue_now(&self, name: &QueueName) -> Result<Commit, HubError> {
         let _admin = self.admin_lock();
         if !self.inner.queues.contains_key(name) {
             return Err(HubError::QueueNotFound(name.clone()));
@@ -402,19 +524,36 @@ impl Hub {
                 join(&topics)
             )));
         }
+        let mut commit = Commit::ready(());
         if let Some((_, q)) = self.inner.queues.remove(name) {
             q.mark_deleted();
+            self.inner.by_uid.remove(&q.uid());
+            self.inner.temps.remove(name);
+            commit = self.log(|| {
+                vec![Record::QueueDelete {
+                    name: name.clone(),
+                    uid: q.uid(),
+                }]
+            });
         }
         self.inner.redrives.remove(name);
         tracing::info!(queue = %name, "queue deleted");
-        Ok(())
+        Ok(commit)
     }
 
     /// Drops every message of a queue, in flight or not.
-    pub fn purge(&self, name: &QueueName) -> Result<u64, HubError> {
+    pub async fn purge(&self, name: &QueueName) -> Result<u64, HubError> {
         let q = self.queue(name)?;
-        let (n, moves) = q.with(self.now(), |g| g.engine.purge());
+        let ((n, below_seq), moves) =
+            q.with(self.now(), |g| (g.engine.purge(), g.engine.next_seq()));
         self.forward_dead_letters(moves);
+        let commit = self.log(|| {
+            vec![Record::Purge {
+                queue_uid: q.uid(),
+                below_seq,
+            }]
+        });
+        commit.await?;
         tracing::info!(queue = %name, purged = n, "queue purged");
         Ok(n)
     }
@@ -422,12 +561,23 @@ impl Hub {
     // ---- subscriptions ----
 
     /// Subscribes a queue to a topic; subscribing again replaces the filter.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         topic: &TopicName,
         queue: &QueueName,
         filter: Option<serde_json::Value>,
     ) -> Result<bool, HubError> {
+        let (created, commit) = self.subscribe_now(topic, queue, filter)?;
+        commit.await?;
+        Ok(created)
+    }
+
+    pub(crate) fn subscribe_now(
+        &self,
+        topic: &TopicName,
+        queue: &QueueName,
+        filter: Option<serde_json::Value>,
+    ) -> Result<(bool, Commit), HubError> {
         let _admin = self.admin_lock();
         let t = self.topic(topic)?;
         let q = self.queue(queue)?;
@@ -467,12 +617,34 @@ impl Hub {
                 true
             }
         };
+        let filter_json = subs
+            .iter()
+            .find(|s| &s.queue == queue)
+            .and_then(|s| s.filter_json.as_ref())
+            .map(|v| v.to_string());
         t.set_subscriptions(subs);
+        let commit = self.log(|| {
+            vec![Record::Subscribe {
+                topic: topic.clone(),
+                queue: queue.clone(),
+                filter_json,
+            }]
+        });
         tracing::info!(topic = %topic, queue = %queue, "subscribed");
-        Ok(created)
+        Ok((created, commit))
     }
 
-    pub fn unsubscribe(&self, topic: &TopicName, queue: &QueueName) -> Result<(), HubError> {
+    pub async fn unsubscribe(&self, topic: &TopicName, queue: &QueueName) -> Result<(), HubError> {
+        let commit = self.unsubscribe_now(topic, queue)?;
+        commit.await?;
+        Ok(())
+    }
+
+    pub(crate) fn unsubscribe_now(
+        &self,
+        topic: &TopicName,
+        queue: &QueueName,
+    ) -> Result<Commit, HubError> {
         let _admin = self.admin_lock();
         let t = self.topic(topic)?;
         let mut subs = t.subscriptions().as_ref().clone();
@@ -482,13 +654,19 @@ impl Hub {
             if !self.inner.queues.contains_key(queue) {
                 return Err(HubError::QueueNotFound(queue.clone()));
             }
-            return Err(HubError::InvalidRequest(format!(
-                "queue {queue} is not subscribed to topic {topic}"
-            )));
+            return Err(HubError::SubscriptionNotFound {
+                topic: topic.clone(),
+                queue: queue.clone(),
+            });
         }
         t.set_subscriptions(subs);
         tracing::info!(topic = %topic, queue = %queue, "unsubscribed");
-        Ok(())
+        Ok(self.log(|| {
+            vec![Record::Unsubscribe {
+                topic: topic.clone(),
+                queue: queue.clone(),
+            }]
+        }))
     }
 
     // ---- consuming ----
@@ -537,8 +715,16 @@ impl Hub {
             if wait == 0 {
                 return Ok(Ok(Vec::new()));
             }
+            // Waiters that timed out leave in arrival order; drop them here.
+            while g.waiters.front().is_some_and(|w| w.tx.is_closed()) {
+                g.waiters.pop_front();
+            }
             if g.waiters.len() >= limit {
                 g.prune_waiters();
+                // Waiters that timed out leave in arrival order; drop them here.
+                while g.waiters.front().is_some_and(|w| w.tx.is_closed()) {
+                    g.waiters.pop_front();
+                }
                 if g.waiters.len() >= limit {
                     return Err(HubError::Throttled(format!(
                         "{limit} receives are already waiting on queue {queue} \
@@ -555,36 +741,85 @@ impl Hub {
             Ok(Err((rx, wait)))
         });
         self.forward_dead_letters(moves);
-        let (mut rx, wait) = match outcome? {
-            Ok(got) => return Ok(got),
-            Err(parked) => parked,
+        let got = match outcome? {
+            Ok(got) => got,
+            Err((rx, wait)) => {
+                // If this future is dropped while parked, the guard takes back
+                // anything handed over in the meantime.
+                let mut parked = Parked {
+                    queue: &q,
+                    rx: Some(rx),
+                };
+                if *shutdown.borrow() {
+                    return Ok(parked.give_up());
+                }
+                let deadline = tokio::time::sleep(Duration::from_secs(u64::from(wait)));
+                let Some(rx) = parked.rx.as_mut() else {
+                    return Ok(Vec::new());
+                };
+                tokio::select! {
+                    r = rx => {
+                        parked.rx = None;
+                        r.unwrap_or_default()
+                    }
+                    () = deadline => parked.give_up(),
+                    _ = shutdown.changed() => parked.give_up(),
+                }
+            }
         };
-        if *shutdown.borrow() {
-            return Ok(Vec::new());
+        // If this future is dropped while the receive counts are being made
+        // durable, the leases are undone rather than left to lapse.
+        let mut guard = ReleaseOnDrop {
+            queue: &q,
+            deliveries: Some(got),
+        };
+        let got_ref = guard.deliveries.as_deref().unwrap_or_default();
+        self.log_received(q.uid(), got_ref).await?;
+        Ok(guard.deliveries.take().unwrap_or_default())
+    }
+
+    /// Makes receive counts durable before the messages are handed out, so a
+    /// message that kills its consumers still reaches its dead-letter queue.
+    pub(crate) async fn log_received(&self, uid: u64, got: &[Delivery]) -> Result<(), HubError> {
+        if got.is_empty() {
+            return Ok(());
         }
-        let deadline = tokio::time::sleep(Duration::from_secs(u64::from(wait)));
-        tokio::select! {
-            r = &mut rx => return Ok(r.unwrap_or_default()),
-            () = deadline => {}
-            _ = shutdown.changed() => {}
-        }
-        // Gave up: close the channel, then take anything handed over in the
-        // meantime, so no leased message is stranded.
-        rx.close();
-        Ok(rx.try_recv().unwrap_or_default())
+        self.log(|| {
+            vec![Record::Received {
+                queue_uid: uid,
+                entries: got
+                    .iter()
+                    .map(|d| (d.seq, d.receive_count, d.first_received_at))
+                    .collect(),
+            }]
+        })
+        .await?;
+        Ok(())
     }
 
     /// Acks receipts; per-receipt results.
-    pub fn ack(
+    pub async fn ack(
         &self,
         queue: &QueueName,
         receipts: &[Receipt],
     ) -> Result<Vec<Result<(), ReceiptError>>, HubError> {
         let q = self.queue(queue)?;
-        let (r, moves) = q.with(self.now(), |g| {
+        let (r, moves): (Vec<Result<(), ReceiptError>>, _) = q.with(self.now(), |g| {
             receipts.iter().map(|r| g.engine.ack(r)).collect()
         });
         self.forward_dead_letters(moves);
+        let commit = self.log(|| {
+            vec![Record::Delete {
+                queue_uid: q.uid(),
+                seqs: receipts
+                    .iter()
+                    .zip(&r)
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(rc, _)| rc.seq)
+                    .collect(),
+            }]
+        });
+        commit.await?;
         Ok(r)
     }
 
@@ -691,11 +926,85 @@ impl Hub {
                 },
             };
             let msg = m.message.clone();
+            let dead_letter_source = opts.dead_letter_source.clone();
+            let receive_count = opts.receive_count;
             let (r, more) = dest.with(now, |g| g.engine.enqueue(msg, opts, now));
-            if let Err(e) = r {
-                tracing::error!(queue = %m.target, error = %e, "dead-letter enqueue refused");
+            match r {
+                Ok(crate::queue::EnqueueOutcome::Enqueued { seq }) => {
+                    // Not awaited: if lost in a crash the message is still in
+                    // its source with its count, and moves again.
+                    self.log(|| {
+                        vec![
+                            Record::Publish {
+                                message: m.message.clone(),
+                                copies: vec![CopyRec {
+                                    queue_uid: dest.uid(),
+                                    seq,
+                                    receive_count,
+                                    enqueued_at: now,
+                                    visible_at: None,
+                                    dead_letter_source,
+                                }],
+                            },
+                            Record::Delete {
+                                queue_uid: m.source_uid,
+                                seqs: vec![m.source_seq],
+                            },
+                        ]
+                    })
+                    .detach();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(queue = %m.target, error = %e, "dead-letter enqueue refused");
+                }
             }
             moves.extend(more);
+        }
+    }
+}
+
+/// A parked receive. Giving up (or being dropped) closes the channel first,
+/// then takes anything handed over in the meantime: a message leased to a
+/// receive that went away is never stranded in flight.
+struct Parked<'a> {
+    queue: &'a QueueHandle,
+    rx: Option<tokio::sync::oneshot::Receiver<Vec<Delivery>>>,
+}
+
+impl Parked<'_> {
+    fn give_up(&mut self) -> Vec<Delivery> {
+        match self.rx.take() {
+            Some(mut rx) => {
+                rx.close();
+                rx.try_recv().unwrap_or_default()
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        let got = self.give_up();
+        if !got.is_empty() {
+            self.queue.lock().engine.release(&got);
+        }
+    }
+}
+
+/// Undoes leases that were never handed out (see `Hub::receive`).
+struct ReleaseOnDrop<'a> {
+    queue: &'a QueueHandle,
+    deliveries: Option<Vec<Delivery>>,
+}
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.deliveries.take() {
+            if !d.is_empty() {
+                self.queue.lock().engine.release(&d);
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::model::{
     MAX_DELAY_SECONDS,
 };
 use crate::queue::{EnqueueOptions, EnqueueOutcome};
+use crate::storage::{Commit, CopyRec, Record};
 
 /// Longest `group_id` or `dedup_id`, in characters.
 pub const MAX_ID_LEN: usize = 128;
@@ -51,11 +52,22 @@ impl Hub {
     /// Publishes to a topic: one copy into every subscribed queue whose filter
     /// matches. Per-entry results; the whole call fails only for a missing
     /// topic or a bad batch size.
-    pub fn publish(
+    pub async fn publish(
         &self,
         topic_name: &TopicName,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<EntryResult>, HubError> {
+        let (results, commit) = self.publish_now(topic_name, messages)?;
+        commit.await?;
+        Ok(results)
+    }
+
+    /// Publishes and returns the commit to wait on before answering.
+    pub(crate) fn publish_now(
+        &self,
+        topic_name: &TopicName,
+        messages: Vec<NewMessage>,
+    ) -> Result<(Vec<EntryResult>, Commit), HubError> {
         check_batch(messages.len())?;
         let topic = self.topic(topic_name)?;
         let settings = topic.settings();
@@ -67,6 +79,9 @@ impl Hub {
         let now = self.now();
         let mut results = Vec::with_capacity(messages.len());
         let mut copies: Vec<Vec<Copy>> = (0..subs.len()).map(|_| Vec::new()).collect();
+        // Messages a FIFO topic must remember even with no copy (its dedup
+        // window is durable too).
+        let mut uncopied: Vec<Arc<MessageData>> = Vec::new();
         let mut dedup = settings
             .fifo
             .then(|| topic.dedup.lock().unwrap_or_else(|p| p.into_inner()));
@@ -116,6 +131,9 @@ impl Hub {
                 topic.counters.published.fetch_add(1, Ordering::Relaxed);
                 if matched.is_empty() {
                     topic.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    if dedup_key.is_some() {
+                        uncopied.push(message.clone());
+                    }
                 }
                 let id = message.id;
                 for i in matched {
@@ -143,28 +161,46 @@ impl Hub {
             results.push(r);
         }
         drop(dedup);
-        let mut delivered = 0u64;
+        let mut stored = Stored::default();
         for (i, batch) in copies.into_iter().enumerate() {
             if batch.is_empty() {
                 continue;
             }
             if let Some(q) = &queues[i] {
-                delivered += self.enqueue_all(q, batch, now, &mut results);
+                self.enqueue_all(q, batch, now, &mut results, &mut stored);
             }
         }
         topic
             .counters
             .delivered
-            .fetch_add(delivered, Ordering::Relaxed);
-        Ok(results)
+            .fetch_add(stored.copies, Ordering::Relaxed);
+        for m in uncopied {
+            stored.records.push(Record::Publish {
+                message: m,
+                copies: Vec::new(),
+            });
+        }
+        let commit = self.log(|| stored.into_records());
+        Ok((results, commit))
     }
 
     /// Sends straight to a queue. Per-entry results.
-    pub fn send(
+    pub async fn send(
         &self,
         queue_name: &QueueName,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<EntryResult>, HubError> {
+        let (results, commit) = self.send_now(queue_name, messages)?;
+        commit.await?;
+        Ok(results)
+    }
+
+    /// Sends and returns the commit to wait on before answering.
+    pub(crate) fn send_now(
+        &self,
+        queue_name: &QueueName,
+        messages: Vec<NewMessage>,
+    ) -> Result<(Vec<EntryResult>, Commit), HubError> {
         check_batch(messages.len())?;
         let q = self.queue(queue_name)?;
         let content_dedup = q.lock().engine.settings().content_based_dedup;
@@ -193,28 +229,50 @@ impl Hub {
             })();
             results.push(r);
         }
+        let mut stored = Stored::default();
         if !batch.is_empty() {
-            self.enqueue_all(&q, batch, now, &mut results);
+            self.enqueue_all(&q, batch, now, &mut results, &mut stored);
         }
-        Ok(results)
+        let commit = self.log(|| stored.into_records());
+        Ok((results, commit))
     }
 
     /// Enqueues a batch into one queue under one lock. A queue-level duplicate
-    /// turns the entry's id into the first message's id. Returns the number
-    /// of copies stored.
+    /// turns the entry's id into the first message's id. Stored copies are
+    /// added to `stored` for the log.
     fn enqueue_all(
         &self,
         q: &QueueHandle,
         batch: Vec<Copy>,
         now: Millis,
         results: &mut [EntryResult],
-    ) -> u64 {
-        let (stored, moves) = q.with(now, |g| {
-            let mut stored = 0;
+        stored: &mut Stored,
+    ) {
+        let durable = self.inner.durable;
+        let uid = q.uid();
+        let ((), moves) = q.with(now, |g| {
             for c in batch {
                 let direct = c.message.topic.is_none();
+                let visible_at = c.opts.visible_at;
+                let message = durable.then(|| c.message.clone());
                 match g.engine.enqueue(c.message, c.opts, now) {
-                    Ok(EnqueueOutcome::Enqueued { .. }) => stored += 1,
+                    Ok(EnqueueOutcome::Enqueued { seq }) => {
+                        stored.copies += 1;
+                        if let Some(message) = message {
+                            stored.add(
+                                c.index,
+                                message,
+                                CopyRec {
+                                    queue_uid: uid,
+                                    seq,
+                                    receive_count: 0,
+                                    enqueued_at: now,
+                                    visible_at,
+                                    dead_letter_source: None,
+                                },
+                            );
+                        }
+                    }
                     Ok(EnqueueOutcome::Duplicate { first_id }) => {
                         // For a direct send the client sees the first id; for
                         // a fan-out the topic's id stays (other queues have it).
@@ -232,11 +290,41 @@ impl Hub {
                     }
                 }
             }
-            stored
         });
         q.arrivals.notify_waiters();
         self.forward_dead_letters(moves);
-        stored
+    }
+}
+
+/// Copies stored by one publish or send, gathered per message so each body
+/// is written to the log once with the list of queues it went to.
+#[derive(Default)]
+struct Stored {
+    copies: u64,
+    by_entry: Vec<Option<(Arc<MessageData>, Vec<CopyRec>)>>,
+    records: Vec<Record>,
+}
+
+impl Stored {
+    fn add(&mut self, index: usize, message: Arc<MessageData>, copy: CopyRec) {
+        if self.by_entry.len() <= index {
+            self.by_entry.resize_with(index + 1, || None);
+        }
+        match &mut self.by_entry[index] {
+            Some((_, copies)) => copies.push(copy),
+            slot @ None => *slot = Some((message, vec![copy])),
+        }
+    }
+
+    fn into_records(mut self) -> Vec<Record> {
+        let mut out: Vec<Record> = self
+            .by_entry
+            .into_iter()
+            .flatten()
+            .map(|(message, copies)| Record::Publish { message, copies })
+            .collect();
+        out.append(&mut self.records);
+        out
     }
 }
 

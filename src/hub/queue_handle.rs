@@ -63,6 +63,7 @@ impl QueueInner {
 /// The front door to one queue. Cheap to share (`Arc`).
 pub struct QueueHandle {
     pub(crate) name: QueueName,
+    pub(crate) uid: u64,
     pub(crate) inner: Mutex<QueueInner>,
     /// Set once the queue is deleted; the timer task exits and new operations
     /// answer `QueueNotFound`.
@@ -94,6 +95,7 @@ impl QueueHandle {
             retention_seconds: AtomicU32::new(retention),
             temporary: AtomicBool::new(false),
             name: engine.name().clone(),
+            uid: engine.uid(),
             inner: Mutex::new(QueueInner {
                 engine,
                 waiters: VecDeque::new(),
@@ -107,6 +109,11 @@ impl QueueHandle {
 
     pub fn name(&self) -> &QueueName {
         &self.name
+    }
+
+    /// The incarnation id receipts and log records name.
+    pub fn uid(&self) -> u64 {
+        self.uid
     }
 
     pub fn is_fifo(&self) -> bool {

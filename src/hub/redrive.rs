@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::{Hub, HubError};
 use crate::model::{MessageId, Millis, QueueName};
-use crate::queue::EnqueueOptions;
+use crate::queue::{EnqueueOptions, EnqueueOutcome};
+use crate::storage::{CopyRec, Record};
 
 /// Most messages moved per step.
 const REDRIVE_STEP: usize = 100;
@@ -138,9 +139,38 @@ impl Hub {
                     dead_letter_source: (!back_home).then_some(src),
                     skip_dedup: true,
                 };
+                let dead_letter_source = opts.dead_letter_source.clone();
+                let message = item.message.clone();
                 let (r, more) = dest.with(now, |g| g.engine.enqueue(item.message, opts, now));
-                if let Err(e) = r {
-                    tracing::error!(queue = %dlq, error = %e, "redrive enqueue refused");
+                match r {
+                    Ok(EnqueueOutcome::Enqueued { seq }) => {
+                        // Not awaited: a move lost in a crash leaves the
+                        // message in the DLQ, to be redriven again.
+                        self.log(|| {
+                            vec![
+                                Record::Publish {
+                                    message,
+                                    copies: vec![CopyRec {
+                                        queue_uid: dest.uid(),
+                                        seq,
+                                        receive_count: 0,
+                                        enqueued_at: now,
+                                        visible_at: None,
+                                        dead_letter_source,
+                                    }],
+                                },
+                                Record::Delete {
+                                    queue_uid: q.uid(),
+                                    seqs: vec![item.seq],
+                                },
+                            ]
+                        })
+                        .detach();
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(queue = %dlq, error = %e, "redrive enqueue refused");
+                    }
                 }
                 self.forward_dead_letters(more);
             }

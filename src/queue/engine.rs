@@ -70,6 +70,9 @@ pub struct Delivery {
 pub struct DeadLetterMove {
     pub target: QueueName,
     pub source: QueueName,
+    /// Where it was in the source queue (for the log's delete record).
+    pub source_uid: u64,
+    pub source_seq: u64,
     pub message: Arc<MessageData>,
     pub receive_count: u32,
     pub group_id: Option<Arc<str>>,
@@ -78,9 +81,35 @@ pub struct DeadLetterMove {
 /// A message taken out of a dead-letter queue by redrive.
 #[derive(Debug, Clone)]
 pub struct RedriveItem {
+    /// Its sequence number in the dead-letter queue.
+    pub seq: u64,
     pub source: Option<QueueName>,
     pub message: Arc<MessageData>,
     pub group_id: Option<Arc<str>>,
+}
+
+/// How a recovered message is put back.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub receive_count: u32,
+    pub first_received_at: Option<Millis>,
+    pub enqueued_at: Millis,
+    pub visible_at: Option<Millis>,
+    pub group_id: Option<Arc<str>>,
+    pub dead_letter_source: Option<QueueName>,
+}
+
+/// One stored message as a snapshot records it.
+#[derive(Debug, Clone)]
+pub struct SnapshotEntry {
+    pub seq: u64,
+    pub message: Arc<MessageData>,
+    pub receive_count: u32,
+    pub first_received_at: Option<Millis>,
+    pub enqueued_at: Millis,
+    pub visible_at: Option<Millis>,
+    pub group_id: Option<Arc<str>>,
+    pub dead_letter_source: Option<QueueName>,
 }
 
 /// What time passing did.
@@ -212,6 +241,97 @@ impl QueueState {
     pub fn update_settings(&mut self, mut settings: QueueSettings) {
         settings.fifo = self.settings.fifo;
         self.settings = settings;
+    }
+
+    /// The sequence number the next enqueue gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Recovery: puts back a stored message under its original sequence
+    /// number. Call in sequence order, then [`finish_restore`](Self::finish_restore).
+    /// Leases are not restored: a message in flight at the crash is visible.
+    pub fn restore(&mut self, seq: u64, msg: Arc<MessageData>, r: RestoreOptions, now: Millis) {
+        if self.entries.contains_key(&seq) || seq == 0 {
+            return;
+        }
+        self.next_seq = self.next_seq.max(seq + 1);
+        let group = if self.settings.fifo {
+            Some(r.group_id.unwrap_or_else(|| Arc::from("")))
+        } else {
+            None
+        };
+        let state = match r.visible_at {
+            Some(t) if t > now => State::Delayed(t),
+            _ => State::Ready,
+        };
+        self.entries.insert(
+            seq,
+            Entry {
+                msg,
+                state: State::Delayed(0),
+                receive_count: r.receive_count,
+                first_received_at: r.first_received_at,
+                timer_gen: 0,
+                group: group.clone(),
+                dead_letter_source: r.dead_letter_source,
+            },
+        );
+        self.delayed += 1;
+        if let Some(g) = group {
+            self.groups.entry(g).or_default().pending.push_back(seq);
+        }
+        self.arrivals.push_back((r.enqueued_at, seq));
+        self.set_state(seq, state);
+    }
+
+    /// Recovery: sequence numbers below `next_seq` are never reused, even of
+    /// messages that are gone (their receipts must stay stale, not valid).
+    pub fn finish_restore(&mut self, next_seq: u64) {
+        self.next_seq = self.next_seq.max(next_seq);
+    }
+
+    /// Recovery: a dedup window entry.
+    pub fn restore_dedup(&mut self, key: Arc<str>, id: MessageId, expires_at: Millis, now: Millis) {
+        if expires_at > now {
+            let window = expires_at - now;
+            self.dedup.insert(key, id, now, window);
+        }
+    }
+
+    /// The dedup window's live entries (for snapshots).
+    pub fn dedup_entries(&self) -> Vec<(Arc<str>, MessageId, Millis)> {
+        self.dedup
+            .entries()
+            .map(|(k, id, e)| (k.clone(), id, e))
+            .collect()
+    }
+
+    /// Every stored message with what a snapshot needs.
+    pub fn snapshot_entries(&self) -> Vec<SnapshotEntry> {
+        let mut v: Vec<SnapshotEntry> = self
+            .entries
+            .iter()
+            .map(|(seq, e)| SnapshotEntry {
+                seq: *seq,
+                message: e.msg.clone(),
+                receive_count: e.receive_count,
+                first_received_at: e.first_received_at,
+                visible_at: match e.state {
+                    State::Delayed(t) => Some(t),
+                    _ => None,
+                },
+                group_id: e.group.clone(),
+                dead_letter_source: e.dead_letter_source.clone(),
+                enqueued_at: 0,
+            })
+            .collect();
+        let arrived: FxHashMap<u64, Millis> = self.arrivals.iter().map(|(t, s)| (*s, *t)).collect();
+        for e in &mut v {
+            e.enqueued_at = arrived.get(&e.seq).copied().unwrap_or(0);
+        }
+        v.sort_by_key(|e| e.seq);
+        v
     }
 
     /// Number of messages stored (any state).
@@ -446,6 +566,7 @@ impl QueueState {
             .filter_map(|seq| {
                 let e = self.remove_entry(seq)?;
                 Some(RedriveItem {
+                    seq,
                     source: e.dead_letter_source,
                     message: e.msg,
                     group_id: e.group,
@@ -601,6 +722,8 @@ impl QueueState {
                 return Some(DeadLetterMove {
                     target,
                     source: self.name.clone(),
+                    source_uid: self.uid,
+                    source_seq: seq,
                     message: e.msg,
                     receive_count: e.receive_count,
                     group_id: e.group,

@@ -14,6 +14,6 @@ mod receipt;
 pub use dedup::DedupWindow;
 pub use engine::{
     DeadLetterMove, Delivery, EnqueueError, EnqueueOptions, EnqueueOutcome, QueueState, QueueStats,
-    QueueTotals, RedriveItem, TickOutcome,
+    QueueTotals, RedriveItem, RestoreOptions, SnapshotEntry, TickOutcome,
 };
 pub use receipt::{Receipt, ReceiptError};

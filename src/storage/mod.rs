@@ -1,0 +1,148 @@
+//! Where state is kept. The hub talks to a [`Storage`]: it appends
+//! [`Record`]s and waits on the returned [`Commit`] where the contract says
+//! "answer only once durable". Two backends: [`MemoryStorage`] (nothing is
+//! kept; `--memory`) and [`DiskLog`] (a segmented append-only log with group
+//! commit, checksums, snapshots and crash recovery).
+//!
+//! Storage knows records and files, not queue semantics: rebuilding the hub
+//! from a record stream is `hub::restore`'s job. Only this module touches the
+//! filesystem.
+
+mod log;
+pub mod record;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+pub use log::{DiskLog, DiskLogConfig, ReplayReport};
+pub use record::{CopyRec, Record};
+
+/// Why storage failed. Once a write fails the log refuses further writes:
+/// the server answers 503 rather than pretend.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    #[error("storage is closed")]
+    Closed,
+    #[error("data directory is corrupt: {0}")]
+    Corrupt(String),
+    #[error("data directory is locked by another pubq process: {0}")]
+    Locked(String),
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        StorageError::Io(e.to_string())
+    }
+}
+
+/// Completes when the records it stands for are durable under the server's
+/// fsync policy (at once for memory storage).
+#[must_use = "a commit that is not awaited gives no durability"]
+pub struct Commit<T = ()> {
+    inner: CommitInner<T>,
+}
+
+enum CommitInner<T> {
+    Ready(Option<Result<T, StorageError>>),
+    Pending(oneshot::Receiver<Result<T, StorageError>>),
+}
+
+impl<T> Commit<T> {
+    pub fn ready(v: T) -> Self {
+        Self {
+            inner: CommitInner::Ready(Some(Ok(v))),
+        }
+    }
+
+    pub fn failed(e: StorageError) -> Self {
+        Self {
+            inner: CommitInner::Ready(Some(Err(e))),
+        }
+    }
+
+    /// Lets the write complete in the background: for records whose loss in
+    /// a crash is harmless (the state they record is re-derived).
+    pub fn detach(self) {}
+
+    pub(crate) fn pending(rx: oneshot::Receiver<Result<T, StorageError>>) -> Self {
+        Self {
+            inner: CommitInner::Pending(rx),
+        }
+    }
+}
+
+impl<T: Unpin> Future for Commit<T> {
+    type Output = Result<T, StorageError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            CommitInner::Ready(v) => Poll::Ready(v.take().unwrap_or(Err(StorageError::Closed))),
+            CommitInner::Pending(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(StorageError::Closed))),
+        }
+    }
+}
+
+/// The storage trait: an ordered, durable record stream.
+pub trait Storage: Send + Sync + 'static {
+    /// Whether anything is kept (false for `--memory`; the hub then skips
+    /// building records at all).
+    fn is_durable(&self) -> bool;
+
+    /// Appends records in order; the commit completes once they are durable.
+    fn append(&self, records: Vec<Record>) -> Commit;
+
+    /// Whether enough has been written since the last snapshot that one is
+    /// worth taking.
+    fn checkpoint_due(&self) -> bool {
+        false
+    }
+
+    /// Closes the current segment and starts a new one; answers the new
+    /// segment's id. Everything appended before is in older segments.
+    fn rotate(&self) -> Commit<u64> {
+        Commit::ready(0)
+    }
+
+    /// Writes a snapshot of the state as of the start of segment `base` (the
+    /// records), then deletes what it makes redundant. Blocking.
+    fn write_snapshot(&self, base: u64, records: Vec<Record>) -> Result<(), StorageError> {
+        let _ = (base, records);
+        Ok(())
+    }
+
+    /// Feeds every stored record, snapshot first, to `f`. Blocking; called
+    /// once at start-up.
+    fn replay(&self, f: &mut dyn FnMut(Record)) -> Result<ReplayReport, StorageError> {
+        let _ = f;
+        Ok(ReplayReport::default())
+    }
+
+    /// The key receipts are signed with, kept so receipts survive restarts.
+    fn receipt_key(&self) -> Option<[u8; 32]> {
+        None
+    }
+
+    /// Flushes and stops the writer (at shutdown). Blocking.
+    fn close(&self) {}
+}
+
+/// Keeps nothing: `--memory`.
+#[derive(Debug, Default)]
+pub struct MemoryStorage;
+
+impl Storage for MemoryStorage {
+    fn is_durable(&self) -> bool {
+        false
+    }
+
+    fn append(&self, _records: Vec<Record>) -> Commit {
+        Commit::ready(())
+    }
+}
