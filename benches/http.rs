@@ -18,8 +18,11 @@ use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use pubq::config::{ServerConfig, StorageConfig};
+use pubq::config::{FsyncPolicy, ServerConfig, StorageConfig};
 
+/// Name prefix of the server runtime's threads (at most 15 bytes: Linux
+/// truncates thread names).
+const SERVER_THREAD: &str = "pubq-server";
 /// Queues subscribed to the topic (the fan-out).
 const QUEUES: usize = 4;
 /// Messages per publish, per receive and receipts per ack.
@@ -43,6 +46,9 @@ struct Args {
     no_baseline: bool,
     /// Warm-up before each phase's measured window.
     warmup: Duration,
+    /// `None`: memory storage (the default). Otherwise the durable log in a
+    /// temporary directory with this fsync policy.
+    fsync: Option<FsyncPolicy>,
 }
 
 impl Args {
@@ -61,6 +67,7 @@ impl Args {
             } else {
                 Duration::ZERO
             },
+            fsync: None,
         };
         let mut it = argv.iter();
         while let Some(a) = it.next() {
@@ -74,6 +81,14 @@ impl Args {
                 "--publishers" => args.publishers = num("--publishers").max(1) as usize,
                 "--max-backlog" => args.max_backlog = num("--max-backlog").max(BATCH as u64),
                 "--no-baseline" => args.no_baseline = true,
+                "--fsync" => {
+                    args.fsync = Some(match it.next().map(String::as_str) {
+                        Some("always") => FsyncPolicy::Always,
+                        Some("interval") => FsyncPolicy::Interval,
+                        Some("never") => FsyncPolicy::Never,
+                        _ => panic!("--fsync needs always, interval or never"),
+                    })
+                }
                 _ => {}
             }
         }
@@ -142,25 +157,45 @@ struct Snapshot {
     cpu: Option<CpuSample>,
 }
 
-/// CPU time from `/proc` (Linux), in clock ticks: this process, and the whole
-/// machine busy and in all. Only ratios of these are used, so the tick
-/// length does not matter. Other work on a shared machine shows up as the
-/// difference between the two.
+/// CPU time from `/proc` (Linux), in clock ticks: the server's threads, the
+/// whole process, and the whole machine busy and in all. Only ratios of
+/// these are used, so the tick length does not matter. Other work on a
+/// shared machine shows up as machine time beyond this process's.
 #[derive(Debug, Clone, Copy)]
 struct CpuSample {
+    server: u64,
     process: u64,
     machine_busy: u64,
     machine_total: u64,
 }
 
+/// utime + stime from a `/proc/.../stat` line, and the thread's name.
+fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
+    // The name is in parentheses and may hold spaces; after it, state is the
+    // first field, utime the 12th and stime the 13th.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((name, ticks))
+}
+
 impl CpuSample {
     fn read() -> Option<Self> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the command name, which is in parentheses: state is
-        // the first, utime the 12th and stime the 13th.
-        let rest = stat.rsplit_once(')')?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let process = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        // The process total includes threads that have exited; the server's
+        // threads live for the whole run.
+        let process = stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?.1;
+        let mut server = 0;
+        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            if let Some((name, ticks)) = stat_ticks(&stat) {
+                if name.starts_with(SERVER_THREAD) {
+                    server += ticks;
+                }
+            }
+        }
         let all = std::fs::read_to_string("/proc/stat").ok()?;
         let line = all.lines().next()?.strip_prefix("cpu ")?;
         // user nice system idle iowait irq softirq steal (guest time is
@@ -175,11 +210,21 @@ impl CpuSample {
         }
         let total: u64 = v.iter().sum();
         Some(CpuSample {
+            server,
             process,
             machine_busy: total - v[3] - v[4],
             machine_total: total,
         })
     }
+}
+
+/// Cores kept busy over a window.
+#[derive(Debug, Clone, Copy)]
+struct Cores {
+    server: f64,
+    /// The load generator: publishers, consumers and their HTTP client.
+    client: f64,
+    machine: f64,
 }
 
 /// Per-second rates over a window.
@@ -189,8 +234,8 @@ struct Rates {
     delivered: f64,
     acked: f64,
     requests: f64,
-    /// Cores this process kept busy, and the whole machine, if `/proc` says.
-    cores: Option<(f64, f64)>,
+    /// `None` where `/proc` is missing.
+    cores: Option<Cores>,
 }
 
 impl Rates {
@@ -205,14 +250,29 @@ impl Rates {
             cores: a.cpu.zip(b.cpu).and_then(|(x, y)| {
                 let total = y.machine_total.checked_sub(x.machine_total)? as f64;
                 let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-                (total > 0.0).then(|| {
-                    (
-                        (y.process - x.process) as f64 / total * cpus,
-                        (y.machine_busy - x.machine_busy) as f64 / total * cpus,
-                    )
+                let share = |d: u64| d as f64 / total * cpus;
+                let server = y.server.saturating_sub(x.server);
+                let process = y.process.saturating_sub(x.process);
+                (total > 0.0).then(|| Cores {
+                    server: share(server),
+                    client: share(process.saturating_sub(server)),
+                    machine: share(y.machine_busy.saturating_sub(x.machine_busy)),
                 })
             }),
         }
+    }
+
+    /// Acked copies per second of the server's CPU time.
+    fn per_server_cpu(&self) -> Option<f64> {
+        let c = self.cores?;
+        (c.server > 0.0).then(|| self.acked / c.server)
+    }
+
+    /// Acked copies per second of the whole process's CPU time.
+    fn per_process_cpu(&self) -> Option<f64> {
+        let c = self.cores?;
+        let p = c.server + c.client;
+        (p > 0.0).then(|| self.acked / p)
     }
 }
 
@@ -288,33 +348,67 @@ struct Integrity {
 
 fn main() {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Server and client run on runtimes of their own, with named threads, so
+    // the CPU time of each can be told apart. Both have a worker per core
+    // and share the cores, as a server and its clients on one machine would.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(SERVER_THREAD)
         .enable_all()
         .build()
         .expect("a multi-thread runtime builds");
-    rt.block_on(run(args));
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .expect("a multi-thread runtime builds");
+    let clean = client_rt.block_on(run(args, server_rt.handle().clone()));
+    server_rt.shutdown_timeout(Duration::from_secs(1));
+    if !clean {
+        std::process::exit(1);
+    }
 }
 
-async fn run(args: Args) {
+/// Runs both phases and prints the report; returns whether the integrity
+/// check passed.
+async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Kept alive until the end of the run: dropping it deletes the directory.
+    let data_dir = args.fsync.map(|_| {
+        tempfile::tempdir().expect("a temporary directory for the durable log can be made")
+    });
+    let storage = match (&data_dir, args.fsync) {
+        (Some(dir), Some(fsync)) => StorageConfig::Disk {
+            dir: dir.path().to_path_buf(),
+            fsync,
+            fsync_interval: Duration::from_millis(10),
+        },
+        _ => StorageConfig::Memory,
+    };
     println!(
         "pubq http bench: {cores} cores, {} s per phase (+{} ms warm-up), {} publishers, \
-         {QUEUES} queues, batches of {BATCH}, {BODY_BYTES}-byte bodies, max backlog {}",
+         {QUEUES} queues, batches of {BATCH}, {BODY_BYTES}-byte bodies, max backlog {}, \
+         storage {}",
         args.seconds,
         args.warmup.as_millis(),
         args.publishers,
-        args.max_backlog
+        args.max_backlog,
+        match args.fsync {
+            None => "memory".to_string(),
+            Some(f) => format!("disk (fsync {f:?})"),
+        }
     );
     let publish_body = Bytes::from(publish_body());
 
     // The real server first: its answers become the trivial server's.
     let config = ServerConfig {
-        storage: StorageConfig::Memory,
+        storage,
         listen: "127.0.0.1:0".parse().expect("constant address parses"),
         ..ServerConfig::default()
     };
-    let server = pubq::server::start(config)
+    let server = server_rt
+        .spawn(pubq::server::start(config))
         .await
+        .expect("server start-up does not panic")
         .expect("the server starts on an ephemeral port");
     let base = format!("http://{}", server.addr);
     setup(&base).await;
@@ -331,9 +425,10 @@ async fn run(args: Args) {
     };
     let pubq = phase(&args, &target, publish_body.clone(), Some(captured.clone())).await;
     let stats = queue_stats(&base).await;
-    server
-        .shutdown()
+    server_rt
+        .spawn(server.shutdown())
         .await
+        .expect("server shutdown does not panic")
         .expect("the server shuts down cleanly");
 
     let baseline = if args.no_baseline {
@@ -344,11 +439,11 @@ async fn run(args: Args) {
             println!("no full receive was captured; skipping the baseline");
             None
         } else {
-            Some(baseline_phase(&args, c, publish_body.clone()).await)
+            Some(baseline_phase(&args, &server_rt, c, publish_body.clone()).await)
         }
     };
 
-    report(&pubq, baseline.as_ref(), &stats);
+    report(&pubq, baseline.as_ref(), &stats)
 }
 
 /// Creates the topic, the queues and the subscriptions.
@@ -737,7 +832,12 @@ fn fail(counters: &Counters, what: String) {
 
 /// The same workload against a trivial axum server that reads each request
 /// body and answers bytes the real server gave.
-async fn baseline_phase(args: &Args, captured: Captured, publish_body: Bytes) -> PhaseResult {
+async fn baseline_phase(
+    args: &Args,
+    server_rt: &tokio::runtime::Handle,
+    captured: Captured,
+    publish_body: Bytes,
+) -> PhaseResult {
     let c = Arc::new(captured);
     let (p, r, a) = (c.clone(), c.clone(), c);
     let app = Router::new()
@@ -762,14 +862,18 @@ async fn baseline_phase(args: &Args, captured: Captured, publish_body: Bytes) ->
                 async move { json_bytes(a.ack_answer.clone()) }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    // Bound on the server runtime: a listener belongs to the runtime that
+    // made it.
+    let listener = server_rt
+        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .await
+        .expect("binding does not panic")
         .expect("an ephemeral port binds");
     let addr = listener
         .local_addr()
         .expect("a bound socket has an address");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
+    let server = server_rt.spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stop_rx.await;
@@ -809,64 +913,64 @@ async fn queue_stats(base: &str) -> Vec<(u64, u64, u64)> {
     out
 }
 
-fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64, u64)]) {
-    let row = |name: &str, r: &PhaseResult| {
-        let (cores, per_cpu) = match r.rates.cores {
-            Some((p, m)) if p > 0.0 => (format!("{p:.2} / {m:.2}"), r.rates.acked / p),
-            _ => ("n/a".into(), 0.0),
-        };
-        println!(
-            "{name:<22} {:>15.0} {:>16.0} {:>12.0} {:>10.0} {:>6} {:>14} {:>12.0}",
-            r.rates.published,
-            r.rates.delivered,
-            r.rates.acked,
-            r.rates.requests,
-            r.errors,
-            cores,
-            per_cpu
-        );
-    };
+fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64, u64)]) -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!();
     println!(
-        "{:<22} {:>15} {:>16} {:>12} {:>10} {:>6} {:>14} {:>12}",
-        "",
-        "published msg/s",
-        "delivered copy/s",
-        "acked copy/s",
-        "requests/s",
-        "errors",
-        "cores proc/all",
-        "acked/CPU-s"
+        "{:<36} {:>12} {:>12} {:>14}",
+        "", "baseline", "pubq", "pubq/baseline"
+    );
+    let line = |name: &str, f: &dyn Fn(&Rates) -> Option<f64>, digits: usize| {
+        let show = |v: Option<f64>| match v {
+            Some(v) => format!("{v:.digits$}"),
+            None => "n/a".into(),
+        };
+        let b = baseline.and_then(|b| f(&b.rates));
+        let p = f(&pubq.rates);
+        let ratio = match (p, b) {
+            (Some(p), Some(b)) if b > 0.0 => format!("{:.2}", p / b),
+            _ => String::new(),
+        };
+        let b = if baseline.is_some() {
+            show(b)
+        } else {
+            "-".into()
+        };
+        println!("{name:<36} {b:>12} {:>12} {ratio:>14}", show(p));
+    };
+    line("published msg/s", &|r| Some(r.published), 0);
+    line("delivered copies/s", &|r| Some(r.delivered), 0);
+    line("acked copies/s", &|r| Some(r.acked), 0);
+    line("HTTP requests/s", &|r| Some(r.requests), 0);
+    line("server cores busy", &|r| r.cores.map(|c| c.server), 2);
+    line("client cores busy", &|r| r.cores.map(|c| c.client), 2);
+    line(
+        &format!("machine cores busy (of {cpus})"),
+        &|r| r.cores.map(|c| c.machine),
+        2,
+    );
+    line(
+        "acked copies per server CPU-second",
+        &|r| r.per_server_cpu(),
+        0,
+    );
+    line(
+        "acked copies per CPU-second (both)",
+        &|r| r.per_process_cpu(),
+        0,
+    );
+    println!(
+        "errors: baseline {}, pubq {}",
+        baseline.map_or(0, |b| b.errors),
+        pubq.errors
+    );
+    println!(
+        "(machine cores busy beyond server + client is other work on the machine; \
+         per-CPU-second figures are what one dedicated core would carry.)"
     );
     if let Some(b) = baseline {
-        row("baseline (trivial)", b);
-    }
-    row("pubq", pubq);
-    if let Some(b) = baseline {
-        let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
-        let per_cpu = |r: &Rates| match r.cores {
-            Some((p, _)) if p > 0.0 => r.acked / p,
-            _ => 0.0,
-        };
-        println!(
-            "{:<22} {:>15.2} {:>16.2} {:>12.2} {:>10.2} {:>6} {:>14} {:>12.2}",
-            "pubq / baseline",
-            ratio(pubq.rates.published, b.rates.published),
-            ratio(pubq.rates.delivered, b.rates.delivered),
-            ratio(pubq.rates.acked, b.rates.acked),
-            ratio(pubq.rates.requests, b.rates.requests),
-            "",
-            "",
-            ratio(per_cpu(&pubq.rates), per_cpu(&b.rates)),
-        );
         debug_assert_eq!(b.mode, Mode::Baseline);
     }
-    println!(
-        "(cores proc/all: cores kept busy by this process (client and server) / by \
-         the whole machine, out of {}; the difference is other work on the machine. \
-         acked/CPU-s: acked copies per second of this process's CPU time)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
     println!();
     println!(
         "integrity: {} messages published in all; drain took {:.2} s{}",
@@ -903,7 +1007,5 @@ fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64
             "FAILED"
         }
     );
-    if !clean {
-        std::process::exit(1);
-    }
+    clean
 }
