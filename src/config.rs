@@ -66,13 +66,14 @@ pub struct ServeArgs {
     /// Most long-poll receives parked on one queue at once [default: 10000].
     #[arg(long, env = "PUBQ_MAX_WAITERS_PER_QUEUE")]
     pub max_waiters_per_queue: Option<usize>,
-    /// Most queues [default: 10000].
+    /// Most queues, temporary ones included [default: 100000].
     #[arg(long, env = "PUBQ_MAX_QUEUES")]
     pub max_queues: Option<usize>,
-    /// Most topics [default: 10000].
+    /// Most topics [default: 100000].
     #[arg(long, env = "PUBQ_MAX_TOPICS")]
     pub max_topics: Option<usize>,
-    /// Most subscriptions on one topic [default: 1000].
+    /// Most subscriptions on one topic, WebSocket topic subscribers included
+    /// [default: 100000].
     #[arg(long, env = "PUBQ_MAX_SUBSCRIPTIONS_PER_TOPIC")]
     pub max_subscriptions_per_topic: Option<usize>,
     /// How long a shutdown waits for requests in progress (e.g. 10s).
@@ -225,9 +226,9 @@ impl Default for Limits {
         Self {
             max_request_bytes: 16 * 1024 * 1024,
             max_waiters_per_queue: 10_000,
-            max_queues: 10_000,
-            max_topics: 10_000,
-            max_subscriptions_per_topic: 1_000,
+            max_queues: 100_000,
+            max_topics: 100_000,
+            max_subscriptions_per_topic: 100_000,
         }
     }
 }

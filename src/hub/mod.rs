@@ -598,7 +598,7 @@ impl Hub {
         let sub = Subscription {
             queue: queue.clone(),
             filter: compiled,
-            filter_json: filter.filter(|v| !v.is_null()),
+            filter_json: filter.filter(|v| !v.is_null()).map(Arc::new),
         };
         let created = match subs.iter_mut().find(|s| &s.queue == queue) {
             Some(s) => {

@@ -44,8 +44,12 @@ pub mod close {
 /// `GET /v1/ws`.
 pub async fn handler(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let max = s.ws.max_frame_bytes;
+    // Small socket buffers: an idle connection must stay cheap (thousands of
+    // subscribers per server); they grow as frames need.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| run(socket, s))
 }
 
