@@ -56,6 +56,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::ui::index))
+        .route("/ui/app.js", get(crate::ui::app_js))
+        .route("/ui/style.css", get(crate::ui::style_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
@@ -432,6 +434,7 @@ async fn receive(
     JsonBody(b): JsonBody<dto::ReceiveBody>,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    crate::ws::refuse_temporary(&*s.hub.queue(&name)?)?;
     let got = s
         .hub
         .receive(
