@@ -15,6 +15,9 @@ use pubq::hub::{Hub, NewMessage, ReceiveRequest};
 use pubq::model::{QueueName, QueueSettingsPatch, SystemClock, TopicName, TopicSettingsPatch};
 use pubq::storage::{DiskLog, DiskLogConfig, MemoryStorage, Storage};
 
+/// Publishers wait while more copies than this are unacked.
+const MAX_BACKLOG_COPIES: u64 = 200_000;
+
 struct Args {
     seconds: u64,
     publishers: usize,
@@ -69,17 +72,28 @@ async fn run(storage: Arc<dyn Storage>, a: &Args) -> Outcome {
     let body = "x".repeat(256);
     let mut pubs = Vec::new();
     for _ in 0..a.publishers {
-        let (hub, topic, stop, published, body) = (
+        let (hub, topic, stop, published, delivered, body) = (
             hub.clone(),
             topic.clone(),
             stop.clone(),
             published.clone(),
+            delivered.clone(),
             body.clone(),
         );
         let batch = a.batch;
         pubs.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                // Keep the backlog bounded so the figure is throughput, not
+                // how fast memory fills.
+                let backlog = published.load(Ordering::Relaxed) * 4
+                    - delivered
+                        .load(Ordering::Relaxed)
+                        .min(published.load(Ordering::Relaxed) * 4);
+                if backlog > MAX_BACKLOG_COPIES {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    continue;
+                }
                 let msgs: Vec<NewMessage> = (0..batch)
                     .map(|_| NewMessage {
                         body: body.clone(),
