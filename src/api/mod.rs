@@ -320,7 +320,12 @@ fn publish_answer(
             Err(e) => EntryOut::Err { error: e.body() },
         })
         .collect();
-    ok_json(StatusCode::OK, json!({"ids": ids, "results": out}))
+    #[derive(serde::Serialize)]
+    struct BatchAnswer<'a> {
+        ids: Vec<&'a str>,
+        results: Vec<EntryOut>,
+    }
+    Ok(Json(BatchAnswer { ids, results: out }).into_response())
 }
 
 async fn publish(
@@ -510,7 +515,11 @@ fn receipts_answer(
             }
         })
         .collect();
-    ok_json(StatusCode::OK, json!({"results": out}))
+    #[derive(serde::Serialize)]
+    struct Results {
+        results: Vec<ReceiptOut>,
+    }
+    Ok(Json(Results { results: out }).into_response())
 }
 
 async fn ack(
