@@ -1457,6 +1457,7 @@ async fn pubq_serve_help_lists_the_documented_flags() {
         "--memory",
         "--config",
         "--fsync",
+        "--fsync-interval",
         "--max-request-bytes",
         "--max-waiters-per-queue",
         "--max-queues",
