@@ -7,19 +7,71 @@
 //! kept, in order, and handed out first by `next`.
 
 use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async_with_config, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{client_async, WebSocketStream};
 
 use super::Server;
 
 /// How long a frame the test expects may take to come.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = WebSocketStream<Conn>;
+
+/// The client's TCP stream, which can be muted: then everything the client
+/// would write (pongs, frames, its close) is dropped, so it reads but is
+/// silent (tungstenite answers pings on every read; a muted one cannot).
+pub struct Conn {
+    tcp: TcpStream,
+    muted: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.muted.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.muted.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.muted.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
 
 /// How a connection ended, as the client saw it.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,6 +90,7 @@ pub struct Ws {
     /// Frames read while waiting for an answer, not yet handed out.
     pending: VecDeque<Value>,
     next_ref: u64,
+    muted: Arc<AtomicBool>,
 }
 
 /// `ws://HOST:PORT/v1/ws` of a server.
@@ -50,15 +103,34 @@ impl Ws {
     /// batching delay seen is the server's).
     pub async fn connect(server: &Server) -> Self {
         let url = ws_url(server);
-        let (socket, _) = tokio::time::timeout(WAIT, connect_async_with_config(&url, None, true))
-            .await
-            .unwrap_or_else(|_| panic!("connecting to {url} timed out"))
-            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+        let addr = server.base.trim_start_matches("http://").to_string();
+        let muted = Arc::new(AtomicBool::new(false));
+        let socket = tokio::time::timeout(WAIT, async {
+            let tcp = TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            let conn = Conn {
+                tcp,
+                muted: muted.clone(),
+            };
+            client_async(url.as_str(), conn)
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(io::Error::other)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("connecting to {url} timed out"))
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
         Self {
             socket,
             pending: VecDeque::new(),
             next_ref: 1,
+            muted,
         }
+    }
+
+    /// From now on the client writes nothing: no frames, no pongs.
+    pub fn mute(&self) {
+        self.muted.store(true, Ordering::Relaxed);
     }
 
     /// Sends any WebSocket message.
@@ -115,6 +187,19 @@ impl Ws {
         match self.read(limit).await {
             Ok(v) => v,
             Err(c) => panic!("connection ended while a frame was expected: {c:?}"),
+        }
+    }
+
+    /// The next frame (kept ones first), or how the connection ended; fails
+    /// the test if neither happens within `limit`.
+    pub async fn next_frame_or_close(&mut self, limit: Duration) -> Result<Value, Closed> {
+        if let Some(v) = self.pending.pop_front() {
+            return Ok(v);
+        }
+        match self.read(limit).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => panic!("no frame within {limit:?}"),
+            Err(c) => Err(c),
         }
     }
 
@@ -255,6 +340,21 @@ impl Ws {
                 Ok(Some(_)) => {}
                 Ok(None) => panic!("the connection is still open after {limit:?}"),
                 Err(c) => return c,
+            }
+        }
+    }
+
+    /// Reads for `d`: the frames that came if the connection is still open
+    /// then, or how it ended.
+    pub async fn open_for(&mut self, d: Duration) -> Result<Vec<Value>, Closed> {
+        let mut frames: Vec<Value> = self.pending.drain(..).collect();
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read(left).await {
+                Ok(Some(v)) => frames.push(v),
+                Ok(None) => return Ok(frames),
+                Err(c) => return Err(c),
             }
         }
     }
