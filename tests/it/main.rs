@@ -1,5 +1,6 @@
 //! The integration tests: one binary that spawns the real `pubq` server (see
-//! `support`) and holds it to the contract in `/work/shared/API.md` over HTTP,
+//! `support`) and holds it to the contract in `/work/shared/API.md` over HTTP
+//! and WebSocket (`ws`, with a real tokio-tungstenite client),
 //! one module per area. `docs/bad-input.md` lists every bad input tested here
 //! and the test that holds it.
 
