@@ -16,9 +16,9 @@
 //! A job is simulated from the message's attributes: `work_ms` is how long it
 //! takes (default 200), and `fail_first=true` makes its first attempt fail.
 //!
-//! A standard queue keeps no strict order: a nacked job waits behind what is
-//! already visible, so a poison pill published with the work can overtake the
-//! retries (the next worker gets them). Publish the pill once the work is done.
+//! A nacked job waits out its delay, so a poison pill published with the work
+//! can overtake retries still waiting (the next worker gets them). Publish
+//! the pill once the work is done.
 
 use std::time::Duration;
 

@@ -21,11 +21,10 @@
 //! `receive_count`). The subscriber keeps the ids it acked and says when one
 //! comes twice, so a run shows what the resume did.
 //!
-//! A standard queue does not keep order: messages given back at the
-//! disconnect queue up behind everything already waiting. So a poison pill
-//! published before the reconnect can overtake them, and the subscriber then
-//! stops (and unsubscribes, deleting its temporary queue) without them.
-//! Publish the pill once the work has been delivered.
+//! Messages given back at the disconnect go out again before later ones (a
+//! standard queue hands out visible messages lowest sequence first), so a
+//! poison pill published after them cannot overtake them. A pill published
+//! before them would end the subscription first: publish it last.
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -60,6 +60,9 @@ enum Out {
     Close(u16, String),
 }
 
+/// How long pushes wait for a client to read before it is a slow consumer.
+const STALL: Duration = Duration::from_secs(5);
+
 /// The sending half of a connection: frames queued for the writer, with the
 /// queued bytes counted against `--ws-outbox-bytes`.
 #[derive(Clone)]
@@ -68,19 +71,54 @@ pub(crate) struct Outbox {
     queued: Arc<AtomicUsize>,
     limit: usize,
     overflowed: Arc<tokio::sync::Notify>,
+    /// Woken whenever the writer has sent a frame.
+    drained: Arc<tokio::sync::Notify>,
 }
 
 impl Outbox {
-    /// Queues a text frame; false once the connection is closing or the
+    /// Queues an answer frame; false once the connection is closing or the
     /// outbox overflowed (the session then closes with 1008).
     pub(crate) fn send(&self, text: String) -> bool {
         let n = text.len();
         let total = self.queued.fetch_add(n, Ordering::AcqRel) + n;
         if total > self.limit {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
             self.overflowed.notify_one();
             return false;
         }
-        self.tx.send(Out::Text(text)).is_ok()
+        self.enqueue(text, n)
+    }
+
+    fn enqueue(&self, text: String, n: usize) -> bool {
+        if self.tx.send(Out::Text(text)).is_ok() {
+            true
+        } else {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            false
+        }
+    }
+
+    /// Queues a pushed message once there is room: a client that keeps
+    /// reading is never closed for the size of a batch, however large its
+    /// messages. A client that reads nothing for `STALL` while a push waits is
+    /// a slow consumer: the session closes with 1008 and its messages go back.
+    pub(crate) async fn push(&self, text: String) -> bool {
+        let n = text.len();
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let queued = self.queued.load(Ordering::Acquire);
+            // One frame larger than the whole outbox still goes, alone.
+            if queued == 0 || queued + n <= self.limit {
+                self.queued.fetch_add(n, Ordering::AcqRel);
+                return self.enqueue(text, n);
+            }
+            if tokio::time::timeout(STALL, drained).await.is_err() {
+                self.overflowed.notify_one();
+                return false;
+            }
+        }
     }
 
     fn control(&self, o: Out) {
@@ -92,6 +130,7 @@ async fn writer(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::UnboundedReceiver<Out>,
     queued: Arc<AtomicUsize>,
+    drained: Arc<tokio::sync::Notify>,
 ) {
     while let Some(o) = rx.recv().await {
         let r = match o {
@@ -99,6 +138,7 @@ async fn writer(
                 let n = t.len();
                 let r = sink.send(Message::Text(t.into())).await;
                 queued.fetch_sub(n, Ordering::AcqRel);
+                drained.notify_waiters();
                 r
             }
             Out::Ping => sink.send(Message::Ping(Default::default())).await,
@@ -139,12 +179,14 @@ async fn run(socket: WebSocket, state: AppState) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let overflowed = Arc::new(tokio::sync::Notify::new());
-    let writer_task = tokio::spawn(writer(sink, rx, queued.clone()));
+    let drained = Arc::new(tokio::sync::Notify::new());
+    let writer_task = tokio::spawn(writer(sink, rx, queued.clone(), drained.clone()));
     let out = Outbox {
         tx,
         queued,
         limit: cfg.outbox_bytes,
         overflowed: overflowed.clone(),
+        drained,
     };
     let mut session = Session {
         state: state.clone(),
@@ -307,6 +349,7 @@ impl Session {
     }
 
     async fn subscribe(&mut self, s: frames::Subscribe) -> Result<serde_json::Value, ApiError> {
+        self.forget_ended();
         if self.subs.contains_key(&s.sub) {
             return Err(ApiError::invalid_request(format!(
                 "subscription {:?} already exists on this connection",
@@ -392,6 +435,25 @@ impl Session {
             self.state.hub.drop_temp_queue(&s.queue).await?;
         }
         Ok(json!({"sub": sub}))
+    }
+
+    /// Subscriptions that sent `end` free their `sub` id and their place
+    /// under `--ws-max-subscriptions`; what they held goes back at once.
+    fn forget_ended(&mut self) {
+        let ended: Vec<String> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.task.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in ended {
+            if let Some(s) = self.subs.remove(&k) {
+                self.state.hub.return_now(&s.outstanding.drain());
+                if s.temporary {
+                    self.state.hub.detach_temp_queue(&s.queue);
+                }
+            }
+        }
     }
 
     /// Ack (or nack) receipts of any of this connection's queues.

@@ -76,15 +76,18 @@ pub(crate) struct PushSub {
 impl PushSub {
     pub(crate) async fn run(self) {
         let reason = self.deliver().await;
-        self.out.send(frames::end(&self.sub, reason));
+        if let Some(reason) = reason {
+            self.out.send(frames::end(&self.sub, reason));
+        }
     }
 
-    /// Pushes until the queue ends; returns why.
-    async fn deliver(&self) -> &'static str {
+    /// Pushes until the subscription ends; returns why (`None`: the
+    /// connection is closing, there is no one to tell).
+    async fn deliver(&self) -> Option<&'static str> {
         let mut shutdown = self.hub.shutdown_watch();
         loop {
             if *shutdown.borrow() {
-                return "server shutting down";
+                return Some("server shutting down");
             }
             let now = self.hub.now();
             let held = self.outstanding.live(now);
@@ -104,7 +107,7 @@ impl PushSub {
             }
             let visibility = match self.hub.queue(&self.queue) {
                 Ok(q) => q.lock().engine.settings().visibility_ms(),
-                Err(_) => return "queue deleted",
+                Err(_) => return Some("queue deleted"),
             };
             let req = ReceiveRequest {
                 max: Some(credit.min(MAX_BATCH) as u32),
@@ -113,7 +116,7 @@ impl PushSub {
             };
             let got = match self.hub.receive(&self.queue, req).await {
                 Ok(got) => got,
-                Err(HubError::QueueNotFound(_)) => return "queue deleted",
+                Err(HubError::QueueNotFound(_)) => return Some("queue deleted"),
                 Err(e) => {
                     tracing::warn!(queue = %self.queue, sub = %self.sub, error = %e,
                         "push receive failed; retrying");
@@ -123,7 +126,7 @@ impl PushSub {
             };
             if got.is_empty() {
                 if self.hub.queue(&self.queue).is_err() {
-                    return "queue deleted";
+                    return Some("queue deleted");
                 }
                 continue;
             }
@@ -132,10 +135,10 @@ impl PushSub {
             let mut acks = Vec::new();
             {
                 let mut held = self.outstanding.lock();
+                // Held until acked (auto-ack included), so a disconnect in
+                // the middle of this batch gives everything back at once.
                 for d in &got {
-                    if !self.auto_ack {
-                        held.insert(d.receipt, until);
-                    }
+                    held.insert(d.receipt, until);
                 }
             }
             for d in &got {
@@ -145,9 +148,9 @@ impl PushSub {
                     message: MessageOut::new(d, &self.codec),
                 };
                 let text = serde_json::to_string(&frame).unwrap_or_default();
-                if !self.out.send(text) {
+                if !self.out.push(text).await {
                     // The connection is closing; what is held goes back visible.
-                    return "connection closing";
+                    return None;
                 }
                 if self.auto_ack {
                     acks.push(d.receipt);
@@ -159,6 +162,7 @@ impl PushSub {
             }
             if !acks.is_empty() {
                 let _ = self.hub.ack_any(&acks).await;
+                self.outstanding.remove_all(&acks);
             }
             if poison {
                 // Anything received after the poison pill goes back at once.
@@ -170,7 +174,7 @@ impl PushSub {
                     .collect();
                 self.outstanding.remove_all(&after);
                 self.hub.return_now(&after);
-                return "poison";
+                return Some("poison");
             }
         }
     }

@@ -1077,8 +1077,7 @@ async fn a_slow_reader_is_closed_1008_its_messages_come_back_and_others_are_serv
 }
 
 #[tokio::test]
-#[allow(non_snake_case)]
-async fn a_reader_keeping_up_with_a_batch_bigger_than_the_outbox_is_not_closed_BUG() {
+async fn a_reader_keeping_up_with_a_batch_bigger_than_the_outbox_is_not_closed() {
     // Default limits (4 MiB outbox, 1 MiB messages): 10 messages of 500 kB
     // and prefetch 10, read as fast as they come. The push loop queues the
     // whole batch at once (5 MB) and the outbox limit trips although the
