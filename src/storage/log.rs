@@ -615,3 +615,6 @@ impl Drop for DiskLog {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
