@@ -208,9 +208,14 @@ impl DiskLog {
             let _ = fs::remove_file(cfg.dir.join(format!("snap-{tmp:016x}.tmp")));
         }
         let report = repair_segments(&cfg.dir)?;
+        // Segment ids never go below the newest snapshot's base, even when
+        // repair removed every segment (empty ones are removed): replay skips
+        // segments below the base.
+        let snapshot_base = list_ids(&cfg.dir, "snap-", ".snap")?.last().copied();
         let next_id = list_ids(&cfg.dir.join("log"), "", ".seg")?
             .last()
-            .map_or(1, |l| l + 1);
+            .map_or(1, |l| l + 1)
+            .max(snapshot_base.unwrap_or(1));
         let since_snapshot = Arc::new(AtomicU64::new(report.bytes));
         let last_snapshot = list_ids(&cfg.dir, "snap-", ".snap")?
             .last()
