@@ -66,18 +66,36 @@ pub struct ServeArgs {
     /// Most long-poll receives parked on one queue at once [default: 10000].
     #[arg(long, env = "PUBQ_MAX_WAITERS_PER_QUEUE")]
     pub max_waiters_per_queue: Option<usize>,
-    /// Most queues [default: 10000].
+    /// Most queues, temporary ones included [default: 100000].
     #[arg(long, env = "PUBQ_MAX_QUEUES")]
     pub max_queues: Option<usize>,
-    /// Most topics [default: 10000].
+    /// Most topics [default: 100000].
     #[arg(long, env = "PUBQ_MAX_TOPICS")]
     pub max_topics: Option<usize>,
-    /// Most subscriptions on one topic [default: 1000].
+    /// Most subscriptions on one topic, WebSocket topic subscribers included
+    /// [default: 100000].
     #[arg(long, env = "PUBQ_MAX_SUBSCRIPTIONS_PER_TOPIC")]
     pub max_subscriptions_per_topic: Option<usize>,
     /// How long a shutdown waits for requests in progress (e.g. 10s).
     #[arg(long, env = "PUBQ_SHUTDOWN_GRACE", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// How long a WebSocket topic subscription can be resumed after its
+    /// connection went away [default: 60s].
+    #[arg(long, env = "PUBQ_RESUME_SECONDS", value_parser = parse_duration)]
+    pub resume_seconds: Option<Duration>,
+    /// Largest WebSocket frame accepted; larger ones close with 1009 [default: 2 MiB].
+    #[arg(long, env = "PUBQ_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Bytes queued for one WebSocket client before it is closed with 1008
+    /// "slow consumer" [default: 4 MiB].
+    #[arg(long, env = "PUBQ_WS_OUTBOX_BYTES")]
+    pub ws_outbox_bytes: Option<usize>,
+    /// A WebSocket peer silent this long is closed [default: 60s].
+    #[arg(long, env = "PUBQ_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Most subscriptions on one WebSocket connection [default: 100].
+    #[arg(long, env = "PUBQ_WS_MAX_SUBSCRIPTIONS")]
+    pub ws_max_subscriptions: Option<usize>,
 }
 
 /// Parses `30s`, `5m`, `1h`, `250ms` or plain seconds.
@@ -114,6 +132,11 @@ pub struct ServerSection {
     pub max_topics: Option<usize>,
     pub max_subscriptions_per_topic: Option<usize>,
     pub shutdown_grace_seconds: Option<u64>,
+    pub resume_seconds: Option<u64>,
+    pub max_frame_bytes: Option<usize>,
+    pub ws_outbox_bytes: Option<usize>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub ws_max_subscriptions: Option<usize>,
 }
 
 /// A topic declared in `pubq.toml`.
@@ -203,9 +226,43 @@ impl Default for Limits {
         Self {
             max_request_bytes: 16 * 1024 * 1024,
             max_waiters_per_queue: 10_000,
-            max_queues: 10_000,
-            max_topics: 10_000,
-            max_subscriptions_per_topic: 1_000,
+            max_queues: 100_000,
+            max_topics: 100_000,
+            max_subscriptions_per_topic: 100_000,
+        }
+    }
+}
+
+/// WebSocket limits and timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsConfig {
+    /// Frames larger than this close the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Queued outgoing bytes past this close the connection with 1008.
+    pub outbox_bytes: usize,
+    /// The server pings this often.
+    pub ping_every: Duration,
+    /// A peer silent this long is closed.
+    pub idle_timeout: Duration,
+    /// How long a topic subscription's temporary queue waits for a resume.
+    pub resume_window: Duration,
+    /// Most subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Without a token in the header or query, the `auth` frame must come
+    /// within this long (used once authentication is configured).
+    pub auth_timeout: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 2 * 1024 * 1024,
+            outbox_bytes: 4 * 1024 * 1024,
+            ping_every: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            resume_window: Duration::from_secs(60),
+            max_subscriptions: 100,
+            auth_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -217,6 +274,7 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     pub limits: Limits,
     pub shutdown_grace: Duration,
+    pub ws: WsConfig,
     /// Resources to declare at boot.
     pub declare: FileConfig,
 }
@@ -228,6 +286,7 @@ impl Default for ServerConfig {
             storage: StorageConfig::Memory,
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(10),
+            ws: WsConfig::default(),
             declare: FileConfig::default(),
         }
     }
@@ -280,11 +339,36 @@ impl ServerConfig {
             .shutdown_grace
             .or(s.shutdown_grace_seconds.map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(10));
+        let w = WsConfig::default();
+        let ws = WsConfig {
+            max_frame_bytes: args
+                .max_frame_bytes
+                .or(s.max_frame_bytes)
+                .unwrap_or(w.max_frame_bytes),
+            outbox_bytes: args
+                .ws_outbox_bytes
+                .or(s.ws_outbox_bytes)
+                .unwrap_or(w.outbox_bytes),
+            idle_timeout: args
+                .idle_timeout
+                .or(s.idle_timeout_seconds.map(Duration::from_secs))
+                .unwrap_or(w.idle_timeout),
+            resume_window: args
+                .resume_seconds
+                .or(s.resume_seconds.map(Duration::from_secs))
+                .unwrap_or(w.resume_window),
+            max_subscriptions: args
+                .ws_max_subscriptions
+                .or(s.ws_max_subscriptions)
+                .unwrap_or(w.max_subscriptions),
+            ..w
+        };
         Ok(Self {
             listen,
             storage,
             limits,
             shutdown_grace,
+            ws,
             declare: file,
         })
     }

@@ -1,29 +1,31 @@
-//! The `pubq` binary (temporary: serve only, until the CLI lands).
+//! The `pubq` binary: starts logging, parses the command line and hands over to
+//! [`pubq::cli::run`]. Everything else lives in the library, where tests reach it.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use clap::Parser;
-
-#[derive(Parser)]
-struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(clap::Subcommand)]
-enum Cmd {
-    Serve(pubq::config::ServeArgs),
-}
+use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    // Logs go to stderr so stdout stays clean JSON lines. An unset or
+    // unparsable PUBQ_LOG falls back to `info` rather than refusing to start.
+    let filter = EnvFilter::try_from_env("PUBQ_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PUBQ_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person watching, not for a captured log.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let Cmd::Serve(a) = Args::parse().cmd;
-    let config = pubq::config::ServerConfig::resolve(&a)?;
-    pubq::server::run(config).await?;
-    Ok(())
+
+    // clap prints its own usage errors and exits with 2 (0 for --help).
+    let cli = pubq::cli::Cli::parse();
+    match pubq::cli::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(pubq::cli::exit_code(&err))
+        }
+    }
 }

@@ -89,7 +89,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         config.limits.clone(),
         storage.clone(),
     );
-    let state = AppState::new(hub.clone(), receipts);
+    let state = AppState::new(hub.clone(), receipts, config.ws.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -151,6 +151,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     declare(&hub, &config.declare).await?;
     state.ready.store(true, Ordering::Release);
     spawn_checkpoints(hub.clone());
+    hub.spawn_temp_reaper(config.ws.resume_window);
     Ok(ServerHandle {
         addr,
         hub,

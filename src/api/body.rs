@@ -33,12 +33,26 @@ pub async fn read_body(req: Request, limit: usize) -> Result<bytes::Bytes, ApiEr
         })
 }
 
-/// Parses JSON, mapping serde's message into an `InvalidRequest`.
+/// Parses a JSON object body, mapping serde's message into an `InvalidRequest`.
+///
+/// Every body of the API is an object. serde would also build a struct from
+/// a JSON array (its fields in order), so `[5]` would pass as `{"max": 5}`;
+/// that is refused here as the wrong type it is.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let bytes: &[u8] = match first {
+        None => b"{}",
+        Some(b'{') => bytes,
+        Some(_) => {
+            // Malformed JSON keeps serde's message; well-formed JSON of the
+            // wrong type says what was expected.
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Err(e) => ApiError::invalid_request(format!("invalid JSON body: {e}")),
+                    Ok(_) => ApiError::invalid_request("the request body must be a JSON object"),
+                },
+            );
+        }
     };
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))

@@ -8,11 +8,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::body::parse_json;
 use super::error::{ApiError, ErrorBody};
 use super::receipt::ReceiptCodec;
 use crate::hub::{NewMessage, QueueInfo, TopicInfo};
 use crate::model::time::{format_rfc3339, parse_rfc3339};
-use crate::model::{BodyEncoding, MessageId, QueueSettings};
+use crate::model::{BodyEncoding, MessageId, QueueName, QueueSettings, QueueSettingsPatch};
 use crate::queue::Delivery;
 
 /// A message as published or sent.
@@ -74,6 +75,30 @@ impl WireMessage {
             poison: self.poison.unwrap_or(false),
         })
     }
+}
+
+/// Parses a `PUT /v1/queues/{queue}` body. On top of the strict parse: the
+/// dead-letter queue's name is checked first, so a bad one is `InvalidName`
+/// as the contract asks of an invalid name anywhere (serde would report it as
+/// `InvalidRequest`); and `dead_letter` and `retry_backoff` must be objects
+/// (or `null`), since serde would take an array as their fields in order.
+pub fn parse_queue_settings(bytes: &[u8]) -> Result<QueueSettingsPatch, ApiError> {
+    let v: serde_json::Value = parse_json(bytes)?;
+    for key in ["dead_letter", "retry_backoff"] {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Object(_)) => {}
+            Some(_) => {
+                return Err(ApiError::invalid_request(format!(
+                    "{key} must be an object or null"
+                )))
+            }
+        }
+    }
+    if let Some(serde_json::Value::String(q)) = v.get("dead_letter").and_then(|d| d.get("queue")) {
+        QueueName::new(q)?;
+    }
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::invalid_request(format!("invalid queue settings: {e}")))
 }
 
 /// A parsed publish or send body.
@@ -267,7 +292,7 @@ pub fn topic_json(info: &TopicInfo) -> serde_json::Value {
     let subs: Vec<_> = info
         .subscriptions
         .iter()
-        .map(|s| serde_json::json!({"queue": s.queue, "filter": s.filter_json}))
+        .map(|s| serde_json::json!({"queue": s.queue, "filter": s.filter_json.as_deref()}))
         .collect();
     serde_json::json!({
         "name": info.name,

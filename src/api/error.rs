@@ -55,6 +55,7 @@ impl From<HubError> for ApiError {
         let (status, code) = match &e {
             HubError::TopicNotFound(_) => (S::NOT_FOUND, "TopicNotFound"),
             HubError::QueueNotFound(_) => (S::NOT_FOUND, "QueueNotFound"),
+            HubError::SubscriptionNotFound { .. } => (S::NOT_FOUND, "SubscriptionNotFound"),
             HubError::QueueExists(_) => (S::CONFLICT, "QueueExists"),
             HubError::TopicExists(_) => (S::CONFLICT, "TopicExists"),
             HubError::QueueInUse(_) => (S::CONFLICT, "QueueInUse"),
@@ -66,6 +67,7 @@ impl From<HubError> for ApiError {
             HubError::NotADeadLetterQueue(_) => (S::BAD_REQUEST, "NotADeadLetterQueue"),
             HubError::LimitExceeded(_) => (S::CONFLICT, "LimitExceeded"),
             HubError::Throttled(_) => (S::TOO_MANY_REQUESTS, "Throttled"),
+            HubError::ResumeExpired => (S::NOT_FOUND, "ResumeExpired"),
             HubError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "NotReady"),
             HubError::Storage(_) => (S::SERVICE_UNAVAILABLE, "StorageFailed"),
         };

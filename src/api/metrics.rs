@@ -1,37 +1,21 @@
 //! `GET /metrics`: Prometheus text. Queue and topic figures are read from the
-//! hub at scrape time (no cost on the hot path); the recorder is local to
-//! this server, so several servers in one process (tests) do not mix.
+//! hub at scrape time (no cost on the hot path) into a recorder made for that
+//! scrape, so a deleted queue or topic disappears from the output (a
+//! long-lived recorder would keep its last figures forever) and several
+//! servers in one process (tests) do not mix.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use metrics::{counter, gauge, with_local_recorder};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::PrometheusBuilder;
 
 use super::AppState;
 
-/// The server's metrics registry.
-pub struct Metrics {
-    recorder: PrometheusRecorder,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Metrics {
-    pub fn new() -> Self {
-        Self {
-            recorder: PrometheusBuilder::new().build_recorder(),
-        }
-    }
-}
-
 pub async fn render(State(s): State<AppState>) -> impl IntoResponse {
     let hub = &s.hub;
-    with_local_recorder(&s.metrics.recorder, || {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    with_local_recorder(&recorder, || {
         gauge!("pubq_queues").set(hub.list_queues().len() as f64);
         gauge!("pubq_topics").set(hub.list_topics().len() as f64);
         for name in hub.list_queues() {
@@ -69,6 +53,6 @@ pub async fn render(State(s): State<AppState>) -> impl IntoResponse {
     });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.recorder.handle().render(),
+        recorder.handle().render(),
     )
 }

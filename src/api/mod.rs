@@ -19,13 +19,13 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
-use body::{parse_json, read_body, JsonBody};
+use body::{read_body, JsonBody};
 use dto::{EntryOut, MessageOut, PublishInput, ReceiptOut, ReceiptsBody};
 use error::{receipt_error_body, ApiError};
 use receipt::ReceiptCodec;
 
 use crate::hub::{Hub, HubError, NewMessage, ReceiveRequest, MAX_BATCH};
-use crate::model::{QueueName, QueueSettingsPatch, TopicName, TopicSettingsPatch};
+use crate::model::{QueueName, TopicName, TopicSettingsPatch};
 use crate::queue::{Receipt, ReceiptError};
 
 /// What every handler can reach. Cheap to clone.
@@ -35,16 +35,19 @@ pub struct AppState {
     pub receipts: ReceiptCodec,
     /// False until recovery is done; `/readyz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
-    pub metrics: Arc<metrics::Metrics>,
+    pub ws: Arc<crate::config::WsConfig>,
+    /// Becomes true at shutdown (WebSocket sessions close with 1001).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
-    pub fn new(hub: Hub, receipts: ReceiptCodec) -> Self {
+    pub fn new(hub: Hub, receipts: ReceiptCodec, ws: crate::config::WsConfig) -> Self {
         Self {
+            shutdown: hub.shutdown_watch(),
             hub,
             receipts,
             ready: Arc::new(AtomicBool::new(false)),
-            metrics: Arc::new(metrics::Metrics::new()),
+            ws: Arc::new(ws),
         }
     }
 }
@@ -52,6 +55,7 @@ impl AppState {
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(crate::ui::index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
@@ -77,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queues/{queue}/nack", post(nack))
         .route("/v1/queues/{queue}/visibility", post(visibility))
         .route("/v1/queues/{queue}/redrive", post(redrive))
+        .route("/v1/ws", get(crate::ws::handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -169,13 +174,17 @@ async fn put_topic(
 ) -> ApiResult {
     let name = topic_name(p)?;
     let created = s.hub.put_topic(&name, &patch).await?;
-    let info = s.hub.describe_topic(&name)?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    ok_json(status, dto::topic_json(&info))
+    match s.hub.describe_topic(&name) {
+        Ok(info) => ok_json(status, dto::topic_json(&info)),
+        // See `put_queue`: a concurrent DELETE came in between.
+        Err(HubError::TopicNotFound(_)) => ok_json(status, json!({"name": name, "deleted": true})),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn get_topic(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
@@ -361,15 +370,22 @@ async fn put_queue(
     let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
     // Wrong types are `InvalidRequest`; a well-formed but out-of-range value
     // is `InvalidSetting` (from the hub).
-    let patch: QueueSettingsPatch = parse_json(&bytes)?;
+    let patch = dto::parse_queue_settings(&bytes)?;
     let created = s.hub.put_queue(&name, &patch).await?;
-    let info = s.hub.describe_queue(&name)?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    ok_json(status, dto::queue_json(&info))
+    // The describe is a second step: a concurrent DELETE may remove the
+    // queue right after this PUT took effect. The PUT still succeeded and is
+    // answered so (a 404 would tell the client its PUT failed); there is just
+    // nothing left to describe.
+    match s.hub.describe_queue(&name) {
+        Ok(info) => ok_json(status, dto::queue_json(&info)),
+        Err(HubError::QueueNotFound(_)) => ok_json(status, json!({"name": name, "deleted": true})),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn get_queue(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {

@@ -10,6 +10,8 @@ pub enum HubError {
     TopicNotFound(TopicName),
     #[error("queue {0} does not exist")]
     QueueNotFound(QueueName),
+    #[error("queue {queue} is not subscribed to topic {topic}")]
+    SubscriptionNotFound { topic: TopicName, queue: QueueName },
     #[error("{0}")]
     QueueExists(String),
     #[error("{0}")]
@@ -36,6 +38,8 @@ pub enum HubError {
     LimitExceeded(String),
     #[error("{0}")]
     Throttled(String),
+    #[error("the resume token is unknown or its window has passed; messages may have been missed")]
+    ResumeExpired,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("storage failed: {0}")]

@@ -15,6 +15,7 @@ mod queue_handle;
 mod redrive;
 mod restore;
 mod snapshot;
+mod temp;
 mod topic;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,6 +102,11 @@ pub(crate) struct HubInner {
     /// Source of queue incarnation ids (receipts name them).
     next_uid: AtomicU64,
     redrives: DashMap<QueueName, Arc<redrive::RedriveTask>>,
+    /// Queue incarnation id -> queue, for receipts that name no queue (WebSocket acks).
+    by_uid: DashMap<u64, Arc<QueueHandle>>,
+    /// Temporary queues not attached to a connection, with the time they were
+    /// left; deleted once older than the resume window.
+    temps: DashMap<QueueName, Millis>,
     /// Signals parked receives to return at shutdown.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Where changes are made durable.
@@ -130,6 +136,8 @@ impl Hub {
                 limits,
                 next_uid: AtomicU64::new(rand::thread_rng().gen::<u64>() >> 16),
                 redrives: DashMap::new(),
+                by_uid: DashMap::new(),
+                temps: DashMap::new(),
                 shutdown,
                 storage,
                 durable,
@@ -152,6 +160,11 @@ impl Hub {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Becomes true when the server starts shutting down.
+    pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
     }
 
     /// Makes parked receives return (empty) at once; used at shutdown.
@@ -353,6 +366,11 @@ impl Hub {
             .fetch_max(engine.uid().saturating_add(1), Ordering::Relaxed);
         let handle = QueueHandle::new(engine);
         handle.temporary.store(temporary, Ordering::Relaxed);
+        if temporary {
+            // Recovered or new: detached until a connection attaches.
+            self.inner.temps.insert(name.clone(), self.now());
+        }
+        self.inner.by_uid.insert(handle.uid(), handle.clone());
         self.inner.queues.insert(name, handle.clone());
         self.spawn_timer(handle.clone());
         handle
@@ -509,6 +527,8 @@ impl Hub {
         let mut commit = Commit::ready(());
         if let Some((_, q)) = self.inner.queues.remove(name) {
             q.mark_deleted();
+            self.inner.by_uid.remove(&q.uid());
+            self.inner.temps.remove(name);
             commit = self.log(|| {
                 vec![Record::QueueDelete {
                     name: name.clone(),
@@ -578,7 +598,7 @@ impl Hub {
         let sub = Subscription {
             queue: queue.clone(),
             filter: compiled,
-            filter_json: filter.filter(|v| !v.is_null()),
+            filter_json: filter.filter(|v| !v.is_null()).map(Arc::new),
         };
         let created = match subs.iter_mut().find(|s| &s.queue == queue) {
             Some(s) => {
@@ -634,9 +654,10 @@ impl Hub {
             if !self.inner.queues.contains_key(queue) {
                 return Err(HubError::QueueNotFound(queue.clone()));
             }
-            return Err(HubError::InvalidRequest(format!(
-                "queue {queue} is not subscribed to topic {topic}"
-            )));
+            return Err(HubError::SubscriptionNotFound {
+                topic: topic.clone(),
+                queue: queue.clone(),
+            });
         }
         t.set_subscriptions(subs);
         tracing::info!(topic = %topic, queue = %queue, "unsubscribed");
@@ -722,28 +743,39 @@ impl Hub {
         self.forward_dead_letters(moves);
         let got = match outcome? {
             Ok(got) => got,
-            Err((mut rx, wait)) => {
+            Err((rx, wait)) => {
+                // If this future is dropped while parked, the guard takes back
+                // anything handed over in the meantime.
+                let mut parked = Parked {
+                    queue: &q,
+                    rx: Some(rx),
+                };
                 if *shutdown.borrow() {
-                    return Ok(Vec::new());
+                    return Ok(parked.give_up());
                 }
                 let deadline = tokio::time::sleep(Duration::from_secs(u64::from(wait)));
+                let Some(rx) = parked.rx.as_mut() else {
+                    return Ok(Vec::new());
+                };
                 tokio::select! {
-                    r = &mut rx => r.unwrap_or_default(),
-                    () = deadline => {
-                        // Gave up: close the channel, then take anything handed
-                        // over in the meantime, so no leased message is stranded.
-                        rx.close();
-                        rx.try_recv().unwrap_or_default()
+                    r = rx => {
+                        parked.rx = None;
+                        r.unwrap_or_default()
                     }
-                    _ = shutdown.changed() => {
-                        rx.close();
-                        rx.try_recv().unwrap_or_default()
-                    }
+                    () = deadline => parked.give_up(),
+                    _ = shutdown.changed() => parked.give_up(),
                 }
             }
         };
-        self.log_received(q.uid(), &got).await?;
-        Ok(got)
+        // If this future is dropped while the receive counts are being made
+        // durable, the leases are undone rather than left to lapse.
+        let mut guard = ReleaseOnDrop {
+            queue: &q,
+            deliveries: Some(got),
+        };
+        let got_ref = guard.deliveries.as_deref().unwrap_or_default();
+        self.log_received(q.uid(), got_ref).await?;
+        Ok(guard.deliveries.take().unwrap_or_default())
     }
 
     /// Makes receive counts durable before the messages are handed out, so a
@@ -928,6 +960,51 @@ impl Hub {
                 }
             }
             moves.extend(more);
+        }
+    }
+}
+
+/// A parked receive. Giving up (or being dropped) closes the channel first,
+/// then takes anything handed over in the meantime: a message leased to a
+/// receive that went away is never stranded in flight.
+struct Parked<'a> {
+    queue: &'a QueueHandle,
+    rx: Option<tokio::sync::oneshot::Receiver<Vec<Delivery>>>,
+}
+
+impl Parked<'_> {
+    fn give_up(&mut self) -> Vec<Delivery> {
+        match self.rx.take() {
+            Some(mut rx) => {
+                rx.close();
+                rx.try_recv().unwrap_or_default()
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        let got = self.give_up();
+        if !got.is_empty() {
+            self.queue.lock().engine.release(&got);
+        }
+    }
+}
+
+/// Undoes leases that were never handed out (see `Hub::receive`).
+struct ReleaseOnDrop<'a> {
+    queue: &'a QueueHandle,
+    deliveries: Option<Vec<Delivery>>,
+}
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.deliveries.take() {
+            if !d.is_empty() {
+                self.queue.lock().engine.release(&d);
+            }
         }
     }
 }

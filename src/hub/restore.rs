@@ -286,7 +286,7 @@ impl Hub {
             subs.push(super::Subscription {
                 queue,
                 filter: compiled,
-                filter_json: filter_value,
+                filter_json: filter_value.map(Arc::new),
             });
             t.set_subscriptions(subs);
         }

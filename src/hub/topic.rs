@@ -16,7 +16,7 @@ pub struct Subscription {
     pub queue: QueueName,
     pub filter: Option<Arc<FilterPolicy>>,
     /// The policy as the user wrote it, for describe.
-    pub filter_json: Option<serde_json::Value>,
+    pub filter_json: Option<Arc<serde_json::Value>>,
 }
 
 /// Counters of one topic.

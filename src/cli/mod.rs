@@ -1,0 +1,172 @@
+//! The `pubq` command line: `serve` starts the server; every other command is a
+//! client of a running server over HTTP (through [`crate::client`]), printing
+//! JSON lines on stdout and errors on stderr.
+//!
+//! Exit codes: 0 ok, 1 the server refused or something failed, 2 usage error
+//! (clap's own, or a check clap cannot express), 3 cannot connect.
+//!
+//! This module owns parsing and presentation only; what a command means is the
+//! server's business, so value ranges are left for the server to check.
+
+mod admin;
+mod consume;
+mod message;
+mod output;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::{Client, ClientError};
+use crate::config::ServeArgs;
+
+pub use admin::UnsubscribeArgs;
+pub use admin::{HealthArgs, QueueCommand, QueueSettingsArgs, SubscribeArgs, TopicCommand};
+pub use consume::{ConsumeArgs, TailArgs};
+pub use message::{AckArgs, MessageArgs, NackArgs, PublishArgs, SendArgs, VisibilityArgs};
+pub use values::Attr;
+
+/// Where client commands find the server unless told otherwise.
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7733";
+
+/// pubq: topics, queues, fan-out, long polling and WebSocket push in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "pubq", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command. Client commands carry [`ConnectArgs`].
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Create, delete, list and show topics.
+    Topic {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Create, update, delete, list, show, purge and redrive queues.
+    Queue {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Subscribe a queue to a topic (again: replace its filter).
+    Subscribe(SubscribeArgs),
+    /// Remove a queue's subscription to a topic.
+    Unsubscribe(UnsubscribeArgs),
+    /// Publish a message to a topic (one copy to every matching subscribed queue).
+    Publish(PublishArgs),
+    /// Send a message straight to a queue.
+    Send(SendArgs),
+    /// Receive messages from a queue, print them, and ack them.
+    Consume(ConsumeArgs),
+    /// Delete received messages by receipt.
+    Ack(AckArgs),
+    /// Make received messages visible again (now, or after --delay).
+    Nack(NackArgs),
+    /// Change how long received messages stay hidden.
+    Visibility(VisibilityArgs),
+    /// Print what is published to a topic, through a temporary queue.
+    Tail(TailArgs),
+    /// Check that the server is alive and ready.
+    Health(HealthArgs),
+}
+
+/// How a client command reaches the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "PUBQ_URL",
+        default_value = DEFAULT_SERVER_URL,
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub server: String,
+    /// Bearer token: an API key or a JWT.
+    #[arg(
+        long,
+        env = "PUBQ_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub token: Option<String>,
+}
+
+impl ConnectArgs {
+    fn client(&self) -> Result<Client, ClientError> {
+        Client::new(&self.server, self.token.clone())
+    }
+}
+
+/// A mistake in the command line that clap could not catch itself (e.g. the
+/// same `--attr` key twice). Exit code 2, like clap's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Some entries of a batch (publish lines, receipts) failed; each was printed
+/// with its error. Exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} {what} failed")]
+pub struct PartialFailure {
+    pub failed: usize,
+    pub total: usize,
+    pub what: &'static str,
+}
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { args } => serve(args).await,
+        Command::Topic { connect, command } => admin::topic(&connect.client()?, command).await,
+        Command::Queue { connect, command } => admin::queue(&connect.client()?, command).await,
+        Command::Subscribe(args) => admin::subscribe(&args.connect.client()?, &args).await,
+        Command::Unsubscribe(args) => admin::unsubscribe(&args.connect.client()?, &args).await,
+        Command::Health(args) => admin::health(&args.connect.client()?).await,
+        Command::Publish(args) => message::publish(&args.connect.client()?, &args).await,
+        Command::Send(args) => message::send(&args.connect.client()?, &args).await,
+        Command::Ack(args) => message::ack(&args.connect.client()?, &args).await,
+        Command::Nack(args) => message::nack(&args.connect.client()?, &args).await,
+        Command::Visibility(args) => message::visibility(&args.connect.client()?, &args).await,
+        Command::Consume(args) => consume::consume(&args.connect.client()?, &args).await,
+        Command::Tail(args) => consume::tail(&args.connect.client()?, &args).await,
+    }
+}
+
+/// The process exit code for an error [`run`] returned.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() {
+            return 2;
+        }
+        if let Some(e) = cause.downcast_ref::<ClientError>() {
+            return match e {
+                ClientError::Connect { .. } => 3,
+                // A --server that is no URL is a usage mistake.
+                ClientError::InvalidUrl { .. } => 2,
+                _ => 1,
+            };
+        }
+    }
+    1
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = crate::config::ServerConfig::resolve(&args)?;
+    crate::server::run(config).await?;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! WebSocket frame shapes: what a client sends (parsed strictly, one error
+//! per bad frame, the connection stays) and what the server sends.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::api::dto::{MessageOut, WireMessage};
+use crate::api::error::{ApiError, ErrorBody};
+
+/// Longest subscription id.
+pub const MAX_SUB_LEN: usize = 128;
+/// Default and largest prefetch.
+pub const DEFAULT_PREFETCH: u32 = 10;
+pub const MAX_PREFETCH: u32 = 1000;
+
+/// A parsed client frame with its `ref` (echoed in the answer).
+#[derive(Debug)]
+pub struct ClientFrame {
+    pub reference: Option<Value>,
+    pub op: Op,
+}
+
+/// The operations a client may ask for.
+#[derive(Debug)]
+pub enum Op {
+    Subscribe(Subscribe),
+    Unsubscribe {
+        sub: String,
+    },
+    Ack {
+        receipts: Vec<String>,
+    },
+    Nack {
+        receipts: Vec<String>,
+        delay_seconds: Option<u32>,
+    },
+    Publish {
+        topic: Option<String>,
+        queue: Option<String>,
+        message: WireMessage,
+    },
+    Auth {
+        token: String,
+    },
+}
+
+/// `subscribe` to a queue or a topic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    pub sub: String,
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub filter: Option<Value>,
+    #[serde(default)]
+    pub resume: Option<String>,
+    #[serde(default)]
+    pub prefetch: Option<u32>,
+    #[serde(default)]
+    pub auto_ack: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribeBody {
+    sub: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptsBody {
+    receipts: Vec<String>,
+    #[serde(default)]
+    delay_seconds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthBody {
+    token: String,
+}
+
+/// Why a frame was refused, with the `ref` when it could be read.
+#[derive(Debug)]
+pub struct FrameError {
+    pub reference: Option<Value>,
+    pub error: ApiError,
+}
+
+fn from_map<T: serde::de::DeserializeOwned>(map: Map<String, Value>) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(map))
+        .map_err(|e| ApiError::invalid_request(format!("invalid frame: {e}")))
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+    let mut map: Map<String, Value> = serde_json::from_str(text).map_err(|e| FrameError {
+        reference: None,
+        error: ApiError::invalid_request(format!("frame is not a JSON object: {e}")),
+    })?;
+    let reference = map.remove("ref");
+    let fail = |error: ApiError| FrameError {
+        reference: reference.clone(),
+        error,
+    };
+    let op = match map.remove("op") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(fail(ApiError::invalid_request("\"op\" must be a string"))),
+        None => return Err(fail(ApiError::invalid_request("a frame needs an \"op\""))),
+    };
+    let op = match op.as_str() {
+        "subscribe" => {
+            let s: Subscribe = from_map(map).map_err(fail)?;
+            if s.sub.is_empty() || s.sub.chars().count() > MAX_SUB_LEN {
+                return Err(fail(ApiError::invalid_request(format!(
+                    "\"sub\" must be 1 to {MAX_SUB_LEN} characters"
+                ))));
+            }
+            match (&s.queue, &s.topic) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(fail(ApiError::invalid_request(
+                        "subscribe takes exactly one of \"queue\" or \"topic\"",
+                    )))
+                }
+            }
+            if s.queue.is_some() && (s.filter.is_some() || s.resume.is_some()) {
+                return Err(fail(ApiError::invalid_request(
+                    "\"filter\" and \"resume\" are for topic subscriptions",
+                )));
+            }
+            if let Some(p) = s.prefetch {
+                if !(1..=MAX_PREFETCH).contains(&p) {
+                    return Err(fail(ApiError::invalid_request(format!(
+                        "prefetch is {p}; it must be between 1 and {MAX_PREFETCH}"
+                    ))));
+                }
+            }
+            Op::Subscribe(s)
+        }
+        "unsubscribe" => {
+            let b: UnsubscribeBody = from_map(map).map_err(fail)?;
+            Op::Unsubscribe { sub: b.sub }
+        }
+        "ack" => {
+            let b: ReceiptsBody = from_map(map).map_err(fail)?;
+            if b.delay_seconds.is_some() {
+                return Err(fail(ApiError::invalid_request(
+                    "ack takes only \"receipts\"",
+                )));
+            }
+            Op::Ack {
+                receipts: b.receipts,
+            }
+        }
+        "nack" => {
+            let b: ReceiptsBody = from_map(map).map_err(fail)?;
+            Op::Nack {
+                receipts: b.receipts,
+                delay_seconds: b.delay_seconds,
+            }
+        }
+        "publish" => {
+            let topic = take_string(&mut map, "topic").map_err(fail)?;
+            let queue = take_string(&mut map, "queue").map_err(fail)?;
+            if topic.is_some() == queue.is_some() {
+                return Err(fail(ApiError::invalid_request(
+                    "publish takes exactly one of \"topic\" or \"queue\"",
+                )));
+            }
+            let message: WireMessage = from_map(map).map_err(fail)?;
+            Op::Publish {
+                topic,
+                queue,
+                message,
+            }
+        }
+        "auth" => {
+            let b: AuthBody = from_map(map).map_err(fail)?;
+            Op::Auth { token: b.token }
+        }
+        other => {
+            return Err(fail(ApiError::invalid_request(format!(
+                "unknown op {other:?}"
+            ))))
+        }
+    };
+    Ok(ClientFrame { reference, op })
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match map.remove(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::invalid_request(format!(
+            "\"{key}\" must be a string"
+        ))),
+    }
+}
+
+/// `{"op": "ok", "ref": .., ...extra}`.
+pub fn ok(reference: Option<Value>, extra: Value) -> String {
+    let mut m = match extra {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    m.insert("op".into(), Value::String("ok".into()));
+    if let Some(r) = reference {
+        m.insert("ref".into(), r);
+    }
+    Value::Object(m).to_string()
+}
+
+/// `{"op": "error", "ref": .., "error": {"code", "message"}}`.
+pub fn error(reference: Option<Value>, e: &ErrorBody) -> String {
+    let mut m = Map::new();
+    m.insert("op".into(), Value::String("error".into()));
+    if let Some(r) = reference {
+        m.insert("ref".into(), r);
+    }
+    m.insert(
+        "error".into(),
+        serde_json::json!({"code": e.code, "message": e.message}),
+    );
+    Value::Object(m).to_string()
+}
+
+/// `{"op": "message", "sub": .., ...received message fields}`.
+#[derive(Serialize)]
+pub struct MessageFrame<'a> {
+    pub op: &'static str,
+    pub sub: &'a str,
+    #[serde(flatten)]
+    pub message: MessageOut<'a>,
+}
+
+/// `{"op": "end", "sub": ..}`.
+pub fn end(sub: &str, reason: &str) -> String {
+    serde_json::json!({"op": "end", "sub": sub, "reason": reason}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse_and_bad_ones_keep_their_ref() {
+        assert!(matches!(
+            parse(r#"{"op":"subscribe","sub":"s","queue":"q","prefetch":5,"ref":1}"#),
+            Ok(ClientFrame {
+                op: Op::Subscribe(_),
+                ..
+            })
+        ));
+        let e = parse(r#"{"op":"subscribe","sub":"s","queue":"q","prefetch":1001,"ref":7}"#)
+            .expect_err("prefetch too large");
+        assert_eq!(e.reference, Some(serde_json::json!(7)));
+        assert!(parse("not json").is_err());
+        assert!(parse(r#"{"op":"dance"}"#).is_err());
+        assert!(parse(r#"{"op":"subscribe","sub":"s","queue":"q","topic":"t"}"#).is_err());
+        assert!(parse(r#"{"op":"ack","receipts":["a"],"extra":1}"#).is_err());
+        assert!(matches!(
+            parse(r#"{"op":"publish","topic":"t","body":"x","attributes":{"a":"b"}}"#),
+            Ok(ClientFrame {
+                op: Op::Publish { .. },
+                ..
+            })
+        ));
+    }
+}

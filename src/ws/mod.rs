@@ -1,0 +1,436 @@
+//! WebSocket sessions (`GET /v1/ws`): the frame protocol, push consumers on
+//! queues and topics, and the per-connection outbox.
+//!
+//! One connection = one reader loop (this module) + one writer task that owns
+//! the socket's sink + one task per subscription. A push subscription is a
+//! long-poll receive that re-parks while it has credit (prefetch minus
+//! unacked), so WebSocket consumers and HTTP long-pollers share a queue through
+//! the same FIFO of waiters. The outbox is bounded in bytes: a client that
+//! stops reading first stops getting credit (its acks stop), and past
+//! `--ws-outbox-bytes` it is closed with 1008 "slow consumer"; the queue keeps
+//! the messages, which become visible again at once.
+
+pub mod frames;
+mod push;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::api::error::{receipt_error_body, ApiError};
+use crate::api::AppState;
+use crate::config::WsConfig;
+use crate::hub::HubError;
+use crate::model::{QueueName, TopicName};
+use crate::queue::{Receipt, ReceiptError};
+use frames::{ClientFrame, Op};
+use push::{Outstanding, PushSub};
+
+/// Close codes this server uses.
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// `GET /v1/ws`.
+pub async fn handler(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let max = s.ws.max_frame_bytes;
+    // Small socket buffers: an idle connection must stay cheap (thousands of
+    // subscribers per server); they grow as frames need.
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .on_upgrade(move |socket| run(socket, s))
+}
+
+/// What the writer task sends.
+enum Out {
+    Text(String),
+    Ping,
+    Close(u16, String),
+}
+
+/// The sending half of a connection: frames queued for the writer, with the
+/// queued bytes counted against `--ws-outbox-bytes`.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    tx: mpsc::UnboundedSender<Out>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+    overflowed: Arc<tokio::sync::Notify>,
+}
+
+impl Outbox {
+    /// Queues a text frame; false once the connection is closing or the
+    /// outbox overflowed (the session then closes with 1008).
+    pub(crate) fn send(&self, text: String) -> bool {
+        let n = text.len();
+        let total = self.queued.fetch_add(n, Ordering::AcqRel) + n;
+        if total > self.limit {
+            self.overflowed.notify_one();
+            return false;
+        }
+        self.tx.send(Out::Text(text)).is_ok()
+    }
+
+    fn control(&self, o: Out) {
+        let _ = self.tx.send(o);
+    }
+}
+
+async fn writer(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    queued: Arc<AtomicUsize>,
+) {
+    while let Some(o) = rx.recv().await {
+        let r = match o {
+            Out::Text(t) => {
+                let n = t.len();
+                let r = sink.send(Message::Text(t.into())).await;
+                queued.fetch_sub(n, Ordering::AcqRel);
+                r
+            }
+            Out::Ping => sink.send(Message::Ping(Default::default())).await,
+            Out::Close(code, reason) => {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })))
+                    .await;
+                let _ = sink.close().await;
+                return;
+            }
+        };
+        if r.is_err() {
+            return;
+        }
+    }
+}
+
+/// One subscription of a connection.
+struct Sub {
+    queue: QueueName,
+    temporary: bool,
+    outstanding: Arc<Outstanding>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Session {
+    state: AppState,
+    out: Outbox,
+    subs: HashMap<String, Sub>,
+}
+
+async fn run(socket: WebSocket, state: AppState) {
+    let cfg: WsConfig = state.ws.as_ref().clone();
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let overflowed = Arc::new(tokio::sync::Notify::new());
+    let writer_task = tokio::spawn(writer(sink, rx, queued.clone()));
+    let out = Outbox {
+        tx,
+        queued,
+        limit: cfg.outbox_bytes,
+        overflowed: overflowed.clone(),
+    };
+    let mut session = Session {
+        state: state.clone(),
+        out: out.clone(),
+        subs: HashMap::new(),
+    };
+    let last_seen = Arc::new(AtomicU64::new(state.hub.now()));
+    let mut ping = tokio::time::interval(cfg.ping_every);
+    ping.tick().await;
+    let mut idle_check = tokio::time::interval(Duration::from_millis(
+        (cfg.idle_timeout.as_millis() as u64 / 4).clamp(50, 5_000),
+    ));
+    let mut shutdown = state.shutdown.clone();
+    let close: Option<(u16, String)> = loop {
+        tokio::select! {
+            msg = stream.next() => {
+                match msg {
+                    None => break None,
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("too long") || text.contains("too big")
+                            || text.contains("Space limit") || text.contains("size")
+                        {
+                            break Some((close::TOO_BIG, format!(
+                                "frame larger than {} bytes", cfg.max_frame_bytes
+                            )));
+                        }
+                        break None;
+                    }
+                    Some(Ok(m)) => {
+                        last_seen.store(state.hub.now(), Ordering::Relaxed);
+                        match m {
+                            Message::Text(t) => session.handle(t.as_str()).await,
+                            Message::Binary(_) => {
+                                session.reply_error(None, &ApiError::invalid_request(
+                                    "binary frames are not accepted; send JSON text frames",
+                                ));
+                            }
+                            Message::Close(_) => break None,
+                            Message::Ping(_) | Message::Pong(_) => {}
+                        }
+                    }
+                }
+            }
+            _ = ping.tick() => out.control(Out::Ping),
+            _ = idle_check.tick() => {
+                let silent = state.hub.now().saturating_sub(last_seen.load(Ordering::Relaxed));
+                if silent > cfg.idle_timeout.as_millis() as u64 {
+                    break Some((close::GOING_AWAY, "idle timeout".into()));
+                }
+            }
+            () = overflowed.notified() => {
+                break Some((close::POLICY, "slow consumer".into()));
+            }
+            () = shutting_down(&mut shutdown) => {
+                break Some((close::GOING_AWAY, "server shutting down".into()));
+            }
+        }
+    };
+    session.leave().await;
+    if let Some((code, reason)) = close {
+        tracing::info!(code, %reason, "closing WebSocket");
+        out.control(Out::Close(code, reason));
+    }
+    drop(out);
+    drop(session);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+}
+
+/// Completes once the server is shutting down.
+async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+impl Session {
+    fn reply(&self, text: String) {
+        self.out.send(text);
+    }
+
+    fn reply_error(&self, reference: Option<serde_json::Value>, e: &ApiError) {
+        self.reply(frames::error(reference, &e.body()));
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let ClientFrame { reference, op } = match frames::parse(text) {
+            Ok(f) => f,
+            Err(e) => return self.reply_error(e.reference, &e.error),
+        };
+        let r = match op {
+            Op::Subscribe(s) => self.subscribe(s).await,
+            Op::Unsubscribe { sub } => self.unsubscribe(&sub).await,
+            Op::Ack { receipts } => self.settle(receipts, None, true).await,
+            Op::Nack {
+                receipts,
+                delay_seconds,
+            } => self.settle(receipts, delay_seconds, false).await,
+            Op::Publish {
+                topic,
+                queue,
+                message,
+            } => self.publish(topic, queue, message).await,
+            // Authentication is not configured on this server: nothing to check.
+            Op::Auth { .. } => Ok(json!({})),
+        };
+        match r {
+            Ok(extra) => self.reply(frames::ok(reference, extra)),
+            Err(e) => self.reply_error(reference, &e),
+        }
+    }
+
+    async fn subscribe(&mut self, s: frames::Subscribe) -> Result<serde_json::Value, ApiError> {
+        if self.subs.contains_key(&s.sub) {
+            return Err(ApiError::invalid_request(format!(
+                "subscription {:?} already exists on this connection",
+                s.sub
+            )));
+        }
+        if self.subs.len() >= self.state.ws.max_subscriptions {
+            return Err(HubError::LimitExceeded(format!(
+                "at most {} subscriptions per connection (--ws-max-subscriptions)",
+                self.state.ws.max_subscriptions
+            ))
+            .into());
+        }
+        let hub = &self.state.hub;
+        let prefetch = s.prefetch.unwrap_or(frames::DEFAULT_PREFETCH);
+        let (queue, temporary, extra) = match (&s.queue, &s.topic) {
+            (Some(q), _) => {
+                let name = QueueName::new(q)?;
+                hub.queue(&name)?;
+                (name, false, json!({"sub": s.sub, "queue": q}))
+            }
+            (None, Some(t)) => {
+                let topic = TopicName::new(t)?;
+                let name = match &s.resume {
+                    Some(token) => hub.attach_temp_queue(token)?.name().clone(),
+                    None => hub.create_temp_queue(&topic, s.filter.clone()).await?,
+                };
+                let extra = json!({"sub": s.sub, "topic": t, "queue": name, "resume": name});
+                (name, true, extra)
+            }
+            (None, None) => return Err(ApiError::invalid_request("nothing to subscribe to")),
+        };
+        let outstanding = Arc::new(Outstanding::default());
+        let push = PushSub {
+            hub: hub.clone(),
+            codec: self.state.receipts.clone(),
+            out: self.out.clone(),
+            sub: s.sub.clone(),
+            queue: queue.clone(),
+            prefetch,
+            auto_ack: s.auto_ack.unwrap_or(false),
+            outstanding: outstanding.clone(),
+        };
+        let task = tokio::spawn(push.run());
+        self.subs.insert(
+            s.sub,
+            Sub {
+                queue,
+                temporary,
+                outstanding,
+                task,
+            },
+        );
+        Ok(extra)
+    }
+
+    async fn unsubscribe(&mut self, sub: &str) -> Result<serde_json::Value, ApiError> {
+        let s = self.subs.remove(sub).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "SubscriptionNotFound",
+                format!("no subscription {sub:?} on this connection"),
+            )
+        })?;
+        s.task.abort();
+        let _ = s.task.await;
+        self.state.hub.return_now(&s.outstanding.drain());
+        if s.temporary {
+            self.state.hub.drop_temp_queue(&s.queue).await?;
+        }
+        Ok(json!({"sub": sub}))
+    }
+
+    /// Ack (or nack) receipts of any of this connection's queues.
+    async fn settle(
+        &mut self,
+        receipts: Vec<String>,
+        delay_seconds: Option<u32>,
+        ack: bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        if receipts.is_empty() {
+            return Err(ApiError::invalid_request("receipts must not be empty"));
+        }
+        if receipts.len() > crate::hub::MAX_BATCH {
+            return Err(HubError::BatchTooLarge(format!(
+                "at most {} receipts per frame",
+                crate::hub::MAX_BATCH
+            ))
+            .into());
+        }
+        let decoded: Vec<Option<Receipt>> = receipts
+            .iter()
+            .map(|r| self.state.receipts.decode(r))
+            .collect();
+        let valid: Vec<Receipt> = decoded.iter().flatten().copied().collect();
+        let results = if ack {
+            self.state.hub.ack_any(&valid).await
+        } else {
+            self.state.hub.nack_any(&valid, delay_seconds)?
+        };
+        for s in self.subs.values() {
+            s.outstanding.remove_all(&valid);
+        }
+        let mut it = results.into_iter();
+        let out: Vec<serde_json::Value> = receipts
+            .iter()
+            .zip(decoded)
+            .map(|(text, d)| {
+                let r = match d {
+                    None => Err(ReceiptError::Invalid),
+                    Some(_) => it.next().unwrap_or(Err(ReceiptError::Invalid)),
+                };
+                match r {
+                    Ok(()) => json!({"receipt": text, "ok": true}),
+                    Err(e) => {
+                        let b = receipt_error_body(e);
+                        json!({"receipt": text, "error": {"code": b.code, "message": b.message}})
+                    }
+                }
+            })
+            .collect();
+        Ok(json!({ "results": out }))
+    }
+
+    async fn publish(
+        &mut self,
+        topic: Option<String>,
+        queue: Option<String>,
+        message: crate::api::dto::WireMessage,
+    ) -> Result<serde_json::Value, ApiError> {
+        let m = message.into_new_message()?;
+        let results = match (topic, queue) {
+            (Some(t), _) => {
+                self.state
+                    .hub
+                    .publish(&TopicName::new(&t)?, vec![m])
+                    .await?
+            }
+            (None, Some(q)) => self.state.hub.send(&QueueName::new(&q)?, vec![m]).await?,
+            (None, None) => {
+                return Err(ApiError::invalid_request("publish needs a topic or queue"))
+            }
+        };
+        match results.into_iter().next() {
+            Some(Ok(id)) => Ok(json!({"ids": [id.to_string()]})),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(ApiError::invalid_request("nothing published")),
+        }
+    }
+
+    /// The connection is going: stop every subscription (waiting until each
+    /// task has stopped, so nothing more is leased to it), make what it held
+    /// visible again at once, and leave topic queues resumable.
+    async fn leave(&mut self) {
+        for (_, s) in self.subs.drain() {
+            s.task.abort();
+            let _ = s.task.await;
+            self.state.hub.return_now(&s.outstanding.drain());
+            if s.temporary {
+                self.state.hub.detach_temp_queue(&s.queue);
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Only reached without `leave` if the session task itself was
+        // cancelled: still give everything back.
+        for (_, s) in self.subs.drain() {
+            s.task.abort();
+            self.state.hub.return_now(&s.outstanding.drain());
+            if s.temporary {
+                self.state.hub.detach_temp_queue(&s.queue);
+            }
+        }
+    }
+}

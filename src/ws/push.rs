@@ -1,0 +1,177 @@
+//! One push subscription: a loop that long-polls its queue for as many
+//! messages as it has credit (prefetch minus unacked), pushes them as
+//! `message` frames, and parks while the client holds `prefetch` unacked.
+//! A message whose visibility lapses stops counting against credit.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::frames::{self, MessageFrame};
+use super::Outbox;
+use crate::api::dto::MessageOut;
+use crate::api::receipt::ReceiptCodec;
+use crate::hub::{Hub, HubError, ReceiveRequest, MAX_BATCH};
+use crate::model::{Millis, QueueName};
+use crate::queue::Receipt;
+
+/// Longest park of one receive before it re-parks (no effect on latency:
+/// a parked receive returns as soon as a message arrives).
+const PARK_SECONDS: u32 = 20;
+
+/// Receipts pushed and not yet acked or nacked, with their visibility deadline.
+#[derive(Default)]
+pub(crate) struct Outstanding {
+    held: Mutex<HashMap<Receipt, Millis>>,
+    /// Woken when credit comes back.
+    freed: Notify,
+}
+
+impl Outstanding {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Receipt, Millis>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Unacked messages whose lease has not lapsed.
+    fn live(&self, now: Millis) -> usize {
+        let mut held = self.lock();
+        held.retain(|_, until| *until > now);
+        held.len()
+    }
+
+    fn next_lapse(&self) -> Option<Millis> {
+        self.lock().values().copied().min()
+    }
+
+    pub(crate) fn remove_all(&self, receipts: &[Receipt]) {
+        let mut held = self.lock();
+        let before = held.len();
+        for r in receipts {
+            held.remove(r);
+        }
+        if held.len() != before {
+            self.freed.notify_one();
+        }
+    }
+
+    /// Everything held, emptied (on unsubscribe or disconnect).
+    pub(crate) fn drain(&self) -> Vec<Receipt> {
+        self.lock().drain().map(|(r, _)| r).collect()
+    }
+}
+
+pub(crate) struct PushSub {
+    pub hub: Hub,
+    pub codec: ReceiptCodec,
+    pub out: Outbox,
+    pub sub: String,
+    pub queue: QueueName,
+    pub prefetch: u32,
+    pub auto_ack: bool,
+    pub outstanding: std::sync::Arc<Outstanding>,
+}
+
+impl PushSub {
+    pub(crate) async fn run(self) {
+        let reason = self.deliver().await;
+        self.out.send(frames::end(&self.sub, reason));
+    }
+
+    /// Pushes until the queue ends; returns why.
+    async fn deliver(&self) -> &'static str {
+        let mut shutdown = self.hub.shutdown_watch();
+        loop {
+            if *shutdown.borrow() {
+                return "server shutting down";
+            }
+            let now = self.hub.now();
+            let held = self.outstanding.live(now);
+            let credit = (self.prefetch as usize).saturating_sub(held);
+            if credit == 0 {
+                // Wait for an ack, or for the earliest lease to lapse.
+                let lapse = self
+                    .outstanding
+                    .next_lapse()
+                    .map_or(1_000, |t| t.saturating_sub(now).max(1));
+                tokio::select! {
+                    () = self.outstanding.freed.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(lapse)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let visibility = match self.hub.queue(&self.queue) {
+                Ok(q) => q.lock().engine.settings().visibility_ms(),
+                Err(_) => return "queue deleted",
+            };
+            let req = ReceiveRequest {
+                max: Some(credit.min(MAX_BATCH) as u32),
+                wait_seconds: Some(PARK_SECONDS),
+                visibility_timeout_seconds: None,
+            };
+            let got = match self.hub.receive(&self.queue, req).await {
+                Ok(got) => got,
+                Err(HubError::QueueNotFound(_)) => return "queue deleted",
+                Err(e) => {
+                    tracing::warn!(queue = %self.queue, sub = %self.sub, error = %e,
+                        "push receive failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if got.is_empty() {
+                if self.hub.queue(&self.queue).is_err() {
+                    return "queue deleted";
+                }
+                continue;
+            }
+            let until = self.hub.now() + visibility;
+            let mut poison = false;
+            let mut acks = Vec::new();
+            {
+                let mut held = self.outstanding.lock();
+                for d in &got {
+                    if !self.auto_ack {
+                        held.insert(d.receipt, until);
+                    }
+                }
+            }
+            for d in &got {
+                let frame = MessageFrame {
+                    op: "message",
+                    sub: &self.sub,
+                    message: MessageOut::new(d, &self.codec),
+                };
+                let text = serde_json::to_string(&frame).unwrap_or_default();
+                if !self.out.send(text) {
+                    // The connection is closing; what is held goes back visible.
+                    return "connection closing";
+                }
+                if self.auto_ack {
+                    acks.push(d.receipt);
+                }
+                if d.message.poison {
+                    poison = true;
+                    break;
+                }
+            }
+            if !acks.is_empty() {
+                let _ = self.hub.ack_any(&acks).await;
+            }
+            if poison {
+                // Anything received after the poison pill goes back at once.
+                let after: Vec<Receipt> = got
+                    .iter()
+                    .skip_while(|d| !d.message.poison)
+                    .skip(1)
+                    .map(|d| d.receipt)
+                    .collect();
+                self.outstanding.remove_all(&after);
+                self.hub.return_now(&after);
+                return "poison";
+            }
+        }
+    }
+}

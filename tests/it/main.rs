@@ -1,0 +1,19 @@
+//! The integration tests: one binary that spawns the real `pubq` server (see
+//! `support`) and holds it to the contract in `/work/shared/API.md` over HTTP,
+//! one module per area. `docs/bad-input.md` lists every bad input tested here
+//! and the test that holds it.
+
+mod support;
+
+mod config;
+mod dlq;
+mod durability;
+mod errors;
+mod fifo;
+mod filters;
+mod health;
+mod longpoll;
+mod publish;
+mod queues;
+mod receive;
+mod topics;
