@@ -17,7 +17,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Args {
     subscribers: usize,
@@ -70,7 +71,14 @@ fn rss_kib(pid: u32) -> u64 {
 
 async fn start_server() -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pubq"))
-        .args(["serve", "--memory", "--listen", "127.0.0.1:0", "--idle-timeout", "10m"])
+        .args([
+            "serve",
+            "--memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--idle-timeout",
+            "10m",
+        ])
         .env("PUBQ_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -87,13 +95,25 @@ async fn start_server() -> (Child, String) {
     panic!("server did not say where it listens");
 }
 
-async fn http(c: &reqwest::Client, method: reqwest::Method, url: String, body: serde_json::Value) -> serde_json::Value {
-    let r = c.request(method, url).json(&body).send().await.expect("request");
+async fn http(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let r = c
+        .request(method, url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
     r.json().await.unwrap_or(serde_json::Value::Null)
 }
 
 async fn connect(ws_url: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("ws connect");
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("ws connect");
     ws
 }
 
@@ -124,7 +144,13 @@ async fn main() {
     let pid = child.id().expect("pid");
     let ws_url = format!("{}/v1/ws", base.replace("http://", "ws://"));
     let c = reqwest::Client::new();
-    http(&c, reqwest::Method::PUT, format!("{base}/v1/topics/fan"), serde_json::json!({})).await;
+    http(
+        &c,
+        reqwest::Method::PUT,
+        format!("{base}/v1/topics/fan"),
+        serde_json::json!({}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss0 = rss_kib(pid);
 
@@ -173,7 +199,13 @@ async fn main() {
     // 2. Fan-out latency: each publish goes to all K.
     for _ in 0..a.publishes {
         let body = now_us().to_string();
-        http(&c, reqwest::Method::POST, format!("{base}/v1/topics/fan/publish"), serde_json::json!({"body": body})).await;
+        http(
+            &c,
+            reqwest::Method::POST,
+            format!("{base}/v1/topics/fan/publish"),
+            serde_json::json!({"body": body}),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let mut conns = Vec::new();
@@ -193,10 +225,24 @@ async fn main() {
         let c = c.clone();
         let base = base.clone();
         async move {
-            http(&c, reqwest::Method::PUT, format!("{base}/v1/queues/{q}"), serde_json::json!({})).await;
-            let body: Vec<_> = (0..100).map(|_| serde_json::json!({"body": "x".repeat(256)})).collect();
+            http(
+                &c,
+                reqwest::Method::PUT,
+                format!("{base}/v1/queues/{q}"),
+                serde_json::json!({}),
+            )
+            .await;
+            let body: Vec<_> = (0..100)
+                .map(|_| serde_json::json!({"body": "x".repeat(256)}))
+                .collect();
             for _ in 0..n / 100 {
-                http(&c, reqwest::Method::POST, format!("{base}/v1/queues/{q}/send"), serde_json::json!({"messages": body})).await;
+                http(
+                    &c,
+                    reqwest::Method::POST,
+                    format!("{base}/v1/queues/{q}/send"),
+                    serde_json::json!({"messages": body}),
+                )
+                .await;
             }
         }
     };
@@ -205,31 +251,51 @@ async fn main() {
     let t = Instant::now();
     let mut drained = 0;
     while drained < n {
-        let r = http(&c, reqwest::Method::POST, format!("{base}/v1/queues/drain-http/receive"), serde_json::json!({"max": 100})).await;
+        let r = http(
+            &c,
+            reqwest::Method::POST,
+            format!("{base}/v1/queues/drain-http/receive"),
+            serde_json::json!({"max": 100}),
+        )
+        .await;
         let msgs = r["messages"].as_array().cloned().unwrap_or_default();
         if msgs.is_empty() {
             break;
         }
         let receipts: Vec<_> = msgs.iter().map(|m| m["receipt"].clone()).collect();
         drained += msgs.len();
-        http(&c, reqwest::Method::POST, format!("{base}/v1/queues/drain-http/ack"), serde_json::json!({"receipts": receipts})).await;
+        http(
+            &c,
+            reqwest::Method::POST,
+            format!("{base}/v1/queues/drain-http/ack"),
+            serde_json::json!({"receipts": receipts}),
+        )
+        .await;
     }
     let http_rate = drained as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut ws = connect(&ws_url).await;
-    ws.send(Message::Text(serde_json::json!({"op": "subscribe", "sub": "d", "queue": "drain-ws", "prefetch": 1000}).to_string().into()))
-        .await
-        .expect("send");
+    ws.send(Message::Text(
+        serde_json::json!({"op": "subscribe", "sub": "d", "queue": "drain-ws", "prefetch": 1000})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
     let mut pushed = 0;
     let mut batch = Vec::new();
     while pushed < n {
-        let Some(f) = next_json(&mut ws).await else { break };
+        let Some(f) = next_json(&mut ws).await else {
+            break;
+        };
         if f["op"] == "message" {
             pushed += 1;
             batch.push(f["receipt"].clone());
             if batch.len() == 100 {
                 let ack = serde_json::json!({"op": "ack", "receipts": std::mem::take(&mut batch)});
-                ws.send(Message::Text(ack.to_string().into())).await.expect("ack");
+                ws.send(Message::Text(ack.to_string().into()))
+                    .await
+                    .expect("ack");
             }
         }
     }
@@ -238,9 +304,26 @@ async fn main() {
     println!("## WebSocket scale (server in its own process, --memory; 2-core machine shared with the client)");
     println!("subscribers held           {}", a.subscribers);
     println!("connect+subscribe time     {connect_s:.2} s");
-    println!("server RSS                 {} KiB idle -> {} KiB with subscribers", rss0, rss1);
-    println!("server memory per idle sub {:.1} KiB (target < 16 KiB)", per_conn / 1024.0);
-    println!("fan-out publishes          {} x {} subscribers, delivered {} of {}", a.publishes, a.subscribers, delivered, a.publishes * a.subscribers);
-    println!("fan-out latency            p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 100 ms)", p50 as f64 / 1000.0, p99 as f64 / 1000.0, max as f64 / 1000.0);
+    println!(
+        "server RSS                 {} KiB idle -> {} KiB with subscribers",
+        rss0, rss1
+    );
+    println!(
+        "server memory per idle sub {:.1} KiB (target < 16 KiB)",
+        per_conn / 1024.0
+    );
+    println!(
+        "fan-out publishes          {} x {} subscribers, delivered {} of {}",
+        a.publishes,
+        a.subscribers,
+        delivered,
+        a.publishes * a.subscribers
+    );
+    println!(
+        "fan-out latency            p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 100 ms)",
+        p50 as f64 / 1000.0,
+        p99 as f64 / 1000.0,
+        max as f64 / 1000.0
+    );
     println!("one queue, {n} msgs: HTTP batch drain {http_rate:.0} msg/s, WebSocket push {ws_rate:.0} msg/s, ratio ws/http {:.2}", ws_rate / http_rate.max(1.0));
 }

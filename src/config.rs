@@ -149,11 +149,30 @@ pub struct TopicDecl {
 }
 
 /// A queue declared in `pubq.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct QueueDecl {
     pub name: QueueName,
-    #[serde(flatten)]
     pub settings: QueueSettingsPatch,
+}
+
+impl<'de> Deserialize<'de> for QueueDecl {
+    /// `name` plus the settings, with unknown keys refused: `#[serde(flatten)]`
+    /// would silently drop a misspelt setting.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            name: QueueName,
+            #[serde(flatten)]
+            rest: toml::Table,
+        }
+        let raw = Raw::deserialize(d)?;
+        let settings = QueueSettingsPatch::deserialize(toml::Value::Table(raw.rest))
+            .map_err(|e| serde::de::Error::custom(format!("queue {}: {e}", raw.name)))?;
+        Ok(Self {
+            name: raw.name,
+            settings,
+        })
+    }
 }
 
 /// A subscription declared in `pubq.toml`.
@@ -426,6 +445,8 @@ mod tests {
     #[test]
     fn unknown_keys_in_the_file_are_errors() {
         assert!(FileConfig::parse("[server]\nlisten_on = \"x\"").is_err());
+        let typo = FileConfig::parse("[[queues]]\nname = \"q\"\ndelay_secs = 5");
+        assert!(typo.is_err_and(|e| e.contains("delay_secs")));
         assert!(FileConfig::parse("[[topics]]\nname = \"bad name\"").is_err());
     }
 }

@@ -56,6 +56,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::ui::index))
+        .route("/ui/app.js", get(crate::ui::app_js))
+        .route("/ui/style.css", get(crate::ui::style_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))

@@ -263,6 +263,21 @@ impl Hub {
             self.install_queue(engine, q.temporary);
             out.queues += 1;
         }
+        // A message that used up its receives must not be delivered again:
+        // finish dead-letter moves a crash cut short (their records are not
+        // awaited). All queues exist now, so every target does too.
+        let queues: Vec<_> = self.inner.queues.iter().map(|q| q.clone()).collect();
+        for q in queues {
+            let ((), moves) = {
+                let moves = q.lock().engine.take_exhausted();
+                ((), moves)
+            };
+            if !moves.is_empty() {
+                tracing::info!(queue = %q.name(), moved = moves.len(),
+                    "finishing dead-letter moves interrupted by a crash");
+                self.forward_dead_letters(moves);
+            }
+        }
         for ((topic, queue), filter_json) in rebuild.subs {
             let Some(t) = self.inner.topics.get(&topic).map(|t| t.clone()) else {
                 continue;

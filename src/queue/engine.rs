@@ -285,6 +285,39 @@ impl QueueState {
         self.set_state(seq, state);
     }
 
+    /// Recovery: messages that used up their receives but whose move to the
+    /// dead-letter queue was lost in a crash move now, before anyone can
+    /// receive them again.
+    pub fn take_exhausted(&mut self) -> Vec<DeadLetterMove> {
+        let Some(dl) = self.settings.dead_letter.clone() else {
+            return Vec::new();
+        };
+        let mut seqs: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.receive_count >= dl.max_receives && !matches!(e.state, State::InFlight(_))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        seqs.sort_unstable();
+        seqs.into_iter()
+            .filter_map(|seq| {
+                let e = self.remove_entry(seq)?;
+                self.totals.dead_lettered += 1;
+                Some(DeadLetterMove {
+                    target: dl.queue.clone(),
+                    source: self.name.clone(),
+                    source_uid: self.uid,
+                    source_seq: seq,
+                    message: e.msg,
+                    receive_count: e.receive_count,
+                    group_id: e.group,
+                })
+            })
+            .collect()
+    }
+
     /// Recovery: sequence numbers below `next_seq` are never reused, even of
     /// messages that are gone (their receipts must stay stale, not valid).
     pub fn finish_restore(&mut self, next_seq: u64) {
