@@ -434,6 +434,7 @@ async fn receive(
     JsonBody(b): JsonBody<dto::ReceiveBody>,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    crate::ws::refuse_temporary(&*s.hub.queue(&name)?)?;
     let got = s
         .hub
         .receive(

@@ -51,6 +51,34 @@ impl ReceiptCodec {
         out
     }
 
+    /// A resume token for a temporary queue: its name plus a MAC, so knowing
+    /// the name (it is listed) is not enough to take the stream over.
+    pub fn resume_token(&self, queue: &str) -> String {
+        format!("{queue}.{}", self.resume_mac(queue))
+    }
+
+    /// The queue name a genuine resume token stands for.
+    pub fn check_resume_token<'a>(&self, token: &'a str) -> Option<&'a str> {
+        let (queue, mac) = token.rsplit_once('.')?;
+        let want = self.resume_mac(queue);
+        // Constant-time enough for a MAC compare of fixed-length hex.
+        let equal = mac.len() == want.len()
+            && mac
+                .bytes()
+                .zip(want.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        equal.then_some(queue)
+    }
+
+    fn resume_mac(&self, queue: &str) -> String {
+        let mut m = self.mac.clone();
+        m.update(b"resume:");
+        m.update(queue.as_bytes());
+        let full = m.finalize().into_bytes();
+        full[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn encode(&self, r: &Receipt) -> String {
         let mut buf = [0u8; BODY_LEN + MAC_LEN];
         buf[..8].copy_from_slice(&r.queue_uid.to_be_bytes());
@@ -103,5 +131,15 @@ mod tests {
         assert_eq!(c.decode(&String::from_utf8(forged).expect("ascii")), None);
         assert_eq!(c.decode("garbage"), None);
         assert_eq!(ReceiptCodec::random().decode(&s), None);
+    }
+
+    #[test]
+    fn resume_tokens_need_the_mac_not_just_the_name() {
+        let c = ReceiptCodec::random();
+        let t = c.resume_token("ws-orders-00ff");
+        assert_eq!(c.check_resume_token(&t), Some("ws-orders-00ff"));
+        assert_eq!(c.check_resume_token("ws-orders-00ff"), None);
+        assert_eq!(c.check_resume_token("ws-orders-00ff.0000"), None);
+        assert_eq!(ReceiptCodec::random().check_resume_token(&t), None);
     }
 }

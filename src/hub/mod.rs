@@ -107,6 +107,8 @@ pub(crate) struct HubInner {
     /// Temporary queues not attached to a connection, with the time they were
     /// left; deleted once older than the resume window.
     temps: DashMap<QueueName, Millis>,
+    /// Temporary queues held by connections, with how many hold each.
+    attached: DashMap<QueueName, usize>,
     /// Signals parked receives to return at shutdown.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Where changes are made durable.
@@ -138,6 +140,7 @@ impl Hub {
                 redrives: DashMap::new(),
                 by_uid: DashMap::new(),
                 temps: DashMap::new(),
+                attached: DashMap::new(),
                 shutdown,
                 storage,
                 durable,
@@ -484,6 +487,11 @@ impl Hub {
         v
     }
 
+    /// Topics a queue is subscribed to.
+    pub fn subscribed_topics_of(&self, name: &QueueName) -> Vec<TopicName> {
+        self.subscribed_topics(name)
+    }
+
     fn subscribed_topics(&self, name: &QueueName) -> Vec<TopicName> {
         let mut v: Vec<TopicName> = self
             .inner
@@ -529,6 +537,7 @@ impl Hub {
             q.mark_deleted();
             self.inner.by_uid.remove(&q.uid());
             self.inner.temps.remove(name);
+            self.inner.attached.remove(name);
             commit = self.log(|| {
                 vec![Record::QueueDelete {
                     name: name.clone(),

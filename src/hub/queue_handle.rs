@@ -116,6 +116,11 @@ impl QueueHandle {
         self.uid
     }
 
+    /// Created for a WebSocket topic subscription.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary.load(Ordering::Relaxed)
+    }
+
     pub fn is_fifo(&self) -> bool {
         self.fifo
     }

@@ -39,6 +39,7 @@ impl Hub {
         };
         let (_, c1) = self.put_queue_now(&name, &patch, true)?;
         self.inner.temps.remove(&name);
+        self.inner.attached.insert(name.clone(), 1);
         match self.subscribe_now(topic, &name, filter) {
             Ok((_, c2)) => {
                 c1.await?;
@@ -54,24 +55,36 @@ impl Hub {
         }
     }
 
-    /// Re-attaches a detached temporary queue by its resume token.
-    pub fn attach_temp_queue(&self, token: &str) -> Result<Arc<QueueHandle>, HubError> {
-        let expired = || HubError::ResumeExpired;
-        let name = QueueName::new(token).map_err(|_| expired())?;
-        let q = self.queue(&name).map_err(|_| expired())?;
+    /// Attaches a temporary queue to one more connection (a resume; the
+    /// token was checked by the caller). A resume while an old connection
+    /// still holds the queue (a drop the server has not noticed yet) takes
+    /// over: both consume until the old one goes, then its unacked messages
+    /// come back at once.
+    pub fn attach_temp_queue(&self, name: &QueueName) -> Result<Arc<QueueHandle>, HubError> {
+        let q = self.queue(name).map_err(|_| HubError::ResumeExpired)?;
         if !q.temporary.load(Ordering::Relaxed) {
-            return Err(expired());
+            return Err(HubError::ResumeExpired);
         }
-        // Only a detached queue can be resumed (no two connections on one).
-        self.inner.temps.remove(&name).ok_or_else(expired)?;
+        *self.inner.attached.entry(name.clone()).or_insert(0) += 1;
+        self.inner.temps.remove(name);
         Ok(q)
     }
 
-    /// Marks a temporary queue detached from now; it is deleted once the
-    /// resume window passes without a resume.
+    /// One connection let go of a temporary queue; when none holds it, the
+    /// resume window starts.
     pub fn detach_temp_queue(&self, name: &QueueName) {
-        if self.inner.queues.contains_key(name) {
-            self.inner.temps.insert(name.clone(), self.now());
+        let left = match self.inner.attached.get_mut(name) {
+            Some(mut n) => {
+                *n = n.saturating_sub(1);
+                *n
+            }
+            None => 0,
+        };
+        if left == 0 {
+            self.inner.attached.remove(name);
+            if self.inner.queues.contains_key(name) {
+                self.inner.temps.insert(name.clone(), self.now());
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! [`QueueState`]: one queue's messages and every rule about them.
 //!
 //! Layout: `entries` maps a message's sequence number to its per-queue state.
-//! Standard queues keep visible messages in `ready` (a FIFO of sequence numbers,
+//! Standard queues keep visible messages in `ready` (a min-heap of sequence
+//! numbers, so a message given back goes out before later ones,
 //! validated lazily on pop). FIFO queues keep one ordered list per group and a
 //! list of groups that are ready (head visible, nothing in flight), so a
 //! receive costs O(messages returned), never O(backlog). Every deadline (delay,
@@ -185,7 +186,7 @@ pub struct QueueState {
     entries: FxHashMap<u64, Entry>,
     next_seq: u64,
     /// Standard: visible sequence numbers; may hold stale ones (checked on pop).
-    ready: VecDeque<u64>,
+    ready: BinaryHeap<Reverse<u64>>,
     groups: FxHashMap<Arc<str>, Group>,
     ready_groups: VecDeque<Arc<str>>,
     timers: BinaryHeap<Reverse<(Millis, u64, u32)>>,
@@ -207,7 +208,7 @@ impl QueueState {
             settings,
             entries: FxHashMap::default(),
             next_seq: 1,
-            ready: VecDeque::new(),
+            ready: BinaryHeap::new(),
             groups: FxHashMap::default(),
             ready_groups: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -478,7 +479,7 @@ impl QueueState {
             }
         } else {
             while out.len() < max {
-                let Some(seq) = self.ready.pop_front() else {
+                let Some(Reverse(seq)) = self.ready.pop() else {
                     break;
                 };
                 if matches!(self.entries.get(&seq), Some(e) if e.state == State::Ready) {
@@ -811,8 +812,9 @@ impl QueueState {
         }
         match group {
             None => {
-                if new == State::Ready {
-                    self.ready.push_back(seq);
+                if new == State::Ready && old != State::Ready {
+                    self.ready.push(Reverse(seq));
+                    self.maybe_compact_ready();
                 }
             }
             Some(key) => {
@@ -870,6 +872,19 @@ impl QueueState {
             self.arrivals.retain(|(_, s)| entries.contains_key(s));
         }
         Some(e)
+    }
+
+    /// A message hidden again while visible (a visibility change) leaves its
+    /// entry in `ready`; rebuild once stale entries outnumber live ones.
+    fn maybe_compact_ready(&mut self) {
+        if self.ready.len() <= 2 * self.visible as usize + 1024 {
+            return;
+        }
+        let entries = &self.entries;
+        let mut seen = rustc_hash::FxHashSet::default();
+        self.ready.retain(|Reverse(s)| {
+            matches!(entries.get(s), Some(e) if e.state == State::Ready) && seen.insert(*s)
+        });
     }
 
     /// Lazy deletion leaves dead heap entries behind; rebuild when they

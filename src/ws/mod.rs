@@ -214,6 +214,18 @@ async fn run(socket: WebSocket, state: AppState) {
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
 }
 
+/// A topic subscription's temporary queue is consumed only through that
+/// subscription (its resume token), never as a plain queue.
+pub(crate) fn refuse_temporary(q: &crate::hub::QueueHandle) -> Result<(), ApiError> {
+    if q.is_temporary() {
+        return Err(ApiError::invalid_request(format!(
+            "queue {} belongs to a WebSocket topic subscription; resume it with its token",
+            q.name()
+        )));
+    }
+    Ok(())
+}
+
 /// Completes once the server is shutting down.
 async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -274,16 +286,30 @@ impl Session {
         let (queue, temporary, extra) = match (&s.queue, &s.topic) {
             (Some(q), _) => {
                 let name = QueueName::new(q)?;
-                hub.queue(&name)?;
+                refuse_temporary(&*hub.queue(&name)?)?;
                 (name, false, json!({"sub": s.sub, "queue": q}))
             }
             (None, Some(t)) => {
                 let topic = TopicName::new(t)?;
                 let name = match &s.resume {
-                    Some(token) => hub.attach_temp_queue(token)?.name().clone(),
+                    Some(token) => {
+                        let name = self
+                            .state
+                            .receipts
+                            .check_resume_token(token)
+                            .and_then(|n| QueueName::new(n).ok())
+                            .ok_or(HubError::ResumeExpired)?;
+                        let q = hub.attach_temp_queue(&name)?;
+                        if !hub.subscribed_topics_of(&name).contains(&topic) {
+                            hub.detach_temp_queue(&name);
+                            return Err(HubError::ResumeExpired.into());
+                        }
+                        q.name().clone()
+                    }
                     None => hub.create_temp_queue(&topic, s.filter.clone()).await?,
                 };
-                let extra = json!({"sub": s.sub, "topic": t, "queue": name, "resume": name});
+                let token = self.state.receipts.resume_token(name.as_str());
+                let extra = json!({"sub": s.sub, "topic": t, "queue": name, "resume": token});
                 (name, true, extra)
             }
             (None, None) => return Err(ApiError::invalid_request("nothing to subscribe to")),

@@ -196,9 +196,8 @@ async fn a_missing_config_file_makes_serve_exit_non_zero() {
 /// The file rejects unknown keys everywhere (`[server]`, `[[topics]]`), so a
 /// typo in a queue's settings must not be silently dropped either: it would
 /// leave a production queue with a default the operator meant to change.
-#[allow(non_snake_case)]
 #[tokio::test]
-async fn a_typo_in_a_queue_setting_makes_serve_exit_non_zero_BUG() {
+async fn a_typo_in_a_queue_setting_makes_serve_exit_non_zero() {
     let (code, stderr) = serve_bad("[[queues]]\nname = \"q\"\ndelay_secs = 5").await;
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {stderr}");
     assert!(stderr.contains("delay_secs"), "{stderr}");

@@ -91,12 +91,10 @@ async fn a_clean_stop_keeps_everything_and_exits_zero() {
 /// A nack after the last allowed receive answers `ok` and moves the message
 /// to the DLQ "at once"; a crash right after must not bring it back to its
 /// consumers ("a message received more than max_receives times moves there
-/// instead of being delivered again"). Today the move's log record is not
-/// awaited (src/hub/mod.rs, `forward_dead_letters`), and after the restart
-/// the message is visible in its source and handed out again.
-#[allow(non_snake_case)]
+/// instead of being delivered again"). The move's log record is not awaited;
+/// recovery finishes such moves before anything can be received.
 #[tokio::test]
-async fn a_dead_letter_move_survives_a_crash_BUG() {
+async fn a_dead_letter_move_survives_a_crash() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start_on_disk(dir.path(), &[]).await;
     s.create_queue("dlq", json!({})).await;

@@ -454,6 +454,7 @@ fn message(id: usize, group: Option<&str>, now: Millis) -> Arc<MessageData> {
         poison: false,
         sent_at: now,
         size: 2,
+        visible_at: None,
     })
 }
 
@@ -1145,15 +1146,10 @@ fn release_after_a_redelivery_makes_the_previous_receipt_current_again() {
     assert_eq!(q.stats(T0 + 1_000).totals.received, 1);
 }
 
-// BUG: on a standard queue every change into Ready pushes the seq onto
-// `ready`, even from Ready (a nack of a lapsed, still visible message) or after
-// a visibility change that hid it without popping it. Only receives prune
-// `ready`, so whoever holds one receipt grows it by one entry per call, without
-// bound: 100 000 nacks leave 100 001 entries for 1 visible message. `timers`
-// and `arrivals` compact at 1024 + 2 × live; `ready` never does. Ignored so the
-// suite stays green until the engine is fixed; run with `--ignored`.
+// Regression: every change into Ready used to push the seq onto `ready`, even
+// from Ready (a nack of a lapsed, still visible message), so whoever held one
+// receipt could grow it by one entry per call, without bound.
 #[test]
-#[ignore = "BUG: `ready` gains a stale entry per nack of a visible message"]
 fn nacking_a_visible_message_repeatedly_keeps_the_ready_list_bounded() {
     let mut q = queue(QueueSettings::default());
     send_standard(&mut q, 0);
