@@ -4,7 +4,8 @@
 //! the log's tail) run against a reference model. After every step the
 //! queues' contents must equal the model's: acked messages never come back,
 //! every acknowledged publish not yet acked is there (in-flight ones visible
-//! again after a restart), sequence numbers and receive counts never change
+//! again after a restart, or in the dead-letter queue if they used up their
+//! receives), sequence numbers and receive counts never change
 //! or go backwards across restarts, FIFO groups keep their order, and dead
 //! letters hold exactly the messages nacked or lapsed at `max_receives`.
 
@@ -485,11 +486,24 @@ impl Run {
                 let (hub, report) = open(self.dir.path(), self.clock.clone()).await;
                 prop_assert_eq!(report.storage.truncated_bytes, cut as u64, "torn tail cut");
                 self.hub = Some(hub);
-                for q in &mut self.model.queues {
-                    for m in &mut q.msgs {
+                // Leases are not durable: in-flight messages are visible
+                // again, except that those which used up their receives move
+                // to the dead-letter queue during recovery.
+                for q in 0..QUEUES.len() {
+                    for m in &mut self.model.queues[q].msgs {
                         m.in_flight = false;
                     }
+                    if dlq_of(q).is_some() {
+                        while let Some(at) = self.model.queues[q]
+                            .msgs
+                            .iter()
+                            .position(|m| m.receive_count >= MAX_RECEIVES)
+                        {
+                            self.model.return_message(q, at);
+                        }
+                    }
                 }
+                self.barrier().await;
             }
         }
         Ok(())
