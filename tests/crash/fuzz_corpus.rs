@@ -70,3 +70,21 @@ fn every_log_scan_corpus_file_scans_without_panic() {
         .sum();
     assert!(frames > 0, "no corpus file holds a valid frame");
 }
+
+#[test]
+fn every_record_payload_corpus_file_decodes_or_is_refused_without_panic() {
+    let files = corpus_files("record_payload");
+    assert!(!files.is_empty(), "the corpus is missing");
+    let decoded = files
+        .iter()
+        .filter(|p| {
+            // What `fuzz_targets/record_payload.rs` does: frame it first.
+            let payload = std::fs::read(p).expect("read corpus file");
+            let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+            frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+            frame.extend_from_slice(&payload);
+            decode_one(&frame)
+        })
+        .count();
+    assert!(decoded > 0, "no corpus file is a valid payload");
+}
