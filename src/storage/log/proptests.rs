@@ -9,6 +9,7 @@
 //! there is a tmpfs (`/dev/shm`): an fsync there costs nothing, on a disk it
 //! costs milliseconds, and these tests make thousands.
 
+mod concurrent_restart;
 mod hub_restart;
 mod log_damage;
 mod records;

@@ -1,7 +1,9 @@
 //! Hub-level crash points: random sequences of publish, send, duplicate send,
 //! receive, ack, nack, purge, visibility lapse, checkpoint and restart (the
 //! hub dropped without closing, sometimes with a torn partial frame added to
-//! the log's tail) run against a reference model. After every step the
+//! the log's tail, sometimes recovering from a copy of the log whose message
+//! records are shuffled, as races could order them) run against a reference
+//! model. After every step the
 //! queues' contents must equal the model's: acked messages never come back,
 //! every acknowledged publish not yet acked is there (in-flight ones visible
 //! again after a restart, or in the dead-letter queue if they used up their
@@ -10,7 +12,7 @@
 //! letters hold exactly the messages nacked or lapsed at `max_receives`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 
@@ -21,7 +23,9 @@ use crate::model::{
     TopicSettingsPatch,
 };
 use crate::queue::{Receipt, ReceiptError};
-use crate::storage::{record, DiskLog, DiskLogConfig, Record};
+use crate::storage::{
+    record, Commit, DiskLog, DiskLogConfig, Record, ReplayReport, Storage, StorageError,
+};
 
 const T0: Millis = 1_700_000_000_000;
 const MAX_RECEIVES: u32 = 2;
@@ -65,14 +69,84 @@ fn text(body: String) -> NewMessage {
     }
 }
 
-async fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> (Hub, crate::hub::RestoreReport) {
-    let log = DiskLog::open(DiskLogConfig::new(
+/// Every record the hub asked the log to append, in order, and where the
+/// newest snapshot cut them: records before `snapshot_cut` are covered by the
+/// snapshot (their segments are gone).
+#[derive(Debug, Default)]
+struct History {
+    records: Vec<Record>,
+    rotated_at: usize,
+    snapshot_cut: usize,
+}
+
+/// The disk log, with every append noted in a [`History`] on the way.
+struct Tap {
+    log: DiskLog,
+    history: Arc<Mutex<History>>,
+}
+
+impl Tap {
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Storage for Tap {
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    fn append(&self, records: Vec<Record>) -> Commit {
+        self.history().records.extend(records.iter().cloned());
+        self.log.append(records)
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.log.checkpoint_due()
+    }
+
+    fn rotate(&self) -> Commit<u64> {
+        let mut h = self.history();
+        h.rotated_at = h.records.len();
+        self.log.rotate()
+    }
+
+    fn write_snapshot(&self, base: u64, records: Vec<Record>) -> Result<(), StorageError> {
+        self.log.write_snapshot(base, records)?;
+        let mut h = self.history();
+        h.snapshot_cut = h.rotated_at;
+        Ok(())
+    }
+
+    fn replay(&self, f: &mut dyn FnMut(Record)) -> Result<ReplayReport, StorageError> {
+        self.log.replay(f)
+    }
+
+    fn receipt_key(&self) -> Option<[u8; 32]> {
+        self.log.receipt_key()
+    }
+
+    fn close(&self) {
+        self.log.close();
+    }
+}
+
+fn log_config(dir: &std::path::Path) -> DiskLogConfig {
+    DiskLogConfig::new(
         dir.to_path_buf(),
         FsyncPolicy::Always,
         std::time::Duration::from_millis(10),
-    ))
-    .expect("open log (a dropped hub must release the data directory)");
-    let hub = Hub::with_storage(clock, Limits::default(), Arc::new(log));
+    )
+}
+
+async fn open(
+    dir: &std::path::Path,
+    clock: Arc<ManualClock>,
+    history: Arc<Mutex<History>>,
+) -> (Hub, crate::hub::RestoreReport) {
+    let log = DiskLog::open(log_config(dir))
+        .expect("open log (a dropped hub must release the data directory)");
+    let hub = Hub::with_storage(clock, Limits::default(), Arc::new(Tap { log, history }));
     let report = hub.restore().await.expect("restore");
     (hub, report)
 }
@@ -111,7 +185,7 @@ async fn create_all(h: &Hub) {
 async fn fifo_dead_letters_keep_their_group_order_BUG() {
     let dir = super::crash_dir();
     let clock = Arc::new(ManualClock::new(T0));
-    let (h, _) = open(dir.path(), clock.clone()).await;
+    let (h, _) = open(dir.path(), clock.clone(), Arc::default()).await;
     create_all(&h).await;
     let m = |body: &str| NewMessage {
         group_id: Some("g".into()),
@@ -185,6 +259,14 @@ enum Op {
     /// Drop the hub as in a crash; with `Some`, a partial frame is left at
     /// the log's tail.
     Restart(Option<usize>),
+    /// Drop the hub as in a crash and recover from a log whose message
+    /// records come in another order (shuffled with this seed), with every
+    /// `Publish` the snapshot covers written again after it: orders a race
+    /// could give (an ack's `Delete` ahead of its `Publish`; a publish's
+    /// record landing after the rotation that began the snapshot, while the
+    /// ack that deleted it before the capture went to an older segment).
+    /// Replay must not care.
+    RestartShuffled(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -201,6 +283,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Lapse),
         2 => Just(Op::Checkpoint),
         3 => proptest::option::of(any::<usize>()).prop_map(Op::Restart),
+        2 => any::<u64>().prop_map(Op::RestartShuffled),
     ]
 }
 
@@ -282,6 +365,7 @@ impl Model {
 
 struct Run {
     dir: tempfile::TempDir,
+    history: Arc<Mutex<History>>,
     clock: Arc<ManualClock>,
     hub: Option<Hub>,
     model: Model,
@@ -483,30 +567,105 @@ impl Run {
                         .expect("segment");
                     std::io::Write::write_all(&mut f, &buf[..cut]).expect("torn frame");
                 }
-                let (hub, report) = open(self.dir.path(), self.clock.clone()).await;
+                let (hub, report) =
+                    open(self.dir.path(), self.clock.clone(), self.history.clone()).await;
                 prop_assert_eq!(report.storage.truncated_bytes, cut as u64, "torn tail cut");
                 self.hub = Some(hub);
-                // Leases are not durable: in-flight messages are visible
-                // again, except that those which used up their receives move
-                // to the dead-letter queue during recovery.
-                for q in 0..QUEUES.len() {
-                    for m in &mut self.model.queues[q].msgs {
-                        m.in_flight = false;
-                    }
-                    if dlq_of(q).is_some() {
-                        while let Some(at) = self.model.queues[q]
-                            .msgs
-                            .iter()
-                            .position(|m| m.receive_count >= MAX_RECEIVES)
-                        {
-                            self.model.return_message(q, at);
-                        }
-                    }
-                }
-                self.barrier().await;
+                self.recovered().await;
+            }
+            Op::RestartShuffled(seed) => {
+                drop(self.hub.take());
+                let dir = super::crash_dir();
+                self.shuffled_copy(dir.path(), seed).await;
+                self.dir = dir;
+                let (hub, _) =
+                    open(self.dir.path(), self.clock.clone(), self.history.clone()).await;
+                self.hub = Some(hub);
+                self.recovered().await;
             }
         }
         Ok(())
+    }
+
+    /// What a recovery does to the model. Leases are not durable: in-flight
+    /// messages are visible again, except that those which used up their
+    /// receives move to the dead-letter queue.
+    async fn recovered(&mut self) {
+        for q in 0..QUEUES.len() {
+            for m in &mut self.model.queues[q].msgs {
+                m.in_flight = false;
+            }
+            if dlq_of(q).is_some() {
+                while let Some(at) = self.model.queues[q]
+                    .msgs
+                    .iter()
+                    .position(|m| m.receive_count >= MAX_RECEIVES)
+                {
+                    self.model.return_message(q, at);
+                }
+            }
+        }
+        // The moves' records are written in the background.
+        self.barrier().await;
+    }
+
+    /// Writes into `dir` the current snapshot as it is, then the log tail
+    /// with its definitions first and its message records, plus every
+    /// `Publish` the snapshot covers, in an order shuffled with `seed`.
+    async fn shuffled_copy(&self, dir: &std::path::Path, seed: u64) {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let old = self.dir.path();
+        if let Some(base) = super::super::list_ids(old, "snap-", ".snap")
+            .expect("list snapshots")
+            .last()
+        {
+            std::fs::copy(
+                super::super::snapshot_path(old, *base),
+                super::super::snapshot_path(dir, *base),
+            )
+            .expect("copy the snapshot");
+        }
+        let is_definition = |r: &Record| {
+            matches!(
+                r,
+                Record::TopicPut { .. }
+                    | Record::TopicDelete { .. }
+                    | Record::QueuePut { .. }
+                    | Record::QueueDelete { .. }
+                    | Record::Subscribe { .. }
+                    | Record::Unsubscribe { .. }
+            )
+        };
+        let records = {
+            let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            let (covered, tail) = h.records.split_at(h.snapshot_cut);
+            let mut records: Vec<Record> =
+                tail.iter().filter(|r| is_definition(r)).cloned().collect();
+            // A covered publish may reach the tail without the ack that deleted
+            // it before the snapshot (that ack's record was in an older segment).
+            let mut messages: Vec<Record> = covered
+                .iter()
+                .filter(|r| matches!(r, Record::Publish { .. }))
+                .chain(tail.iter().filter(|r| !is_definition(r)))
+                .cloned()
+                .collect();
+            messages.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+            records.extend(messages);
+            records
+        };
+        let log = DiskLog::open(log_config(dir)).expect("open the copy");
+        for chunk in records.chunks(5) {
+            log.append(chunk.to_vec())
+                .await
+                .expect("append to the copy");
+        }
+        drop(log);
+        // The copy's log holds these; the snapshot covers none of them.
+        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = History {
+            records,
+            ..History::default()
+        };
     }
 
     /// Receipts of `queue` picked by index, half of them among the newest
@@ -715,10 +874,12 @@ impl Run {
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = Arc::new(ManualClock::new(T0));
     let dir = super::crash_dir();
-    let (hub, _) = open(dir.path(), clock.clone()).await;
+    let history = Arc::new(Mutex::new(History::default()));
+    let (hub, _) = open(dir.path(), clock.clone(), history.clone()).await;
     create_all(&hub).await;
     let mut run = Run {
         dir,
+        history,
         clock,
         hub: Some(hub),
         model: Model::default(),
