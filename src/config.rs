@@ -35,9 +35,10 @@ pub enum FsyncPolicy {
     /// Answer only after the write is on disk (group commit).
     #[default]
     Always,
-    /// Flush every `fsync_interval_ms`; a crash may lose that much.
+    /// Answer after the write, sync every `--fsync-interval`: a process crash
+    /// loses nothing, a machine crash up to one interval.
     Interval,
-    /// Leave it to the operating system.
+    /// Answer after the write; syncing is left to the operating system.
     Never,
 }
 
@@ -60,6 +61,9 @@ pub struct ServeArgs {
     /// When writes are made durable [default: always].
     #[arg(long, env = "PUBQ_FSYNC", value_enum)]
     pub fsync: Option<FsyncPolicy>,
+    /// With `--fsync interval`: how often to sync (e.g. 10ms) [default: 10ms].
+    #[arg(long, env = "PUBQ_FSYNC_INTERVAL", value_parser = parse_duration)]
+    pub fsync_interval: Option<Duration>,
     /// Largest request body in bytes [default: 16 MiB].
     #[arg(long, env = "PUBQ_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -335,7 +339,10 @@ impl ServerConfig {
                     .or_else(|| s.data_dir.clone())
                     .unwrap_or_else(|| PathBuf::from("./pubq-data")),
                 fsync: args.fsync.or(s.fsync).unwrap_or_default(),
-                fsync_interval: Duration::from_millis(s.fsync_interval_ms.unwrap_or(10)),
+                fsync_interval: args
+                    .fsync_interval
+                    .or(s.fsync_interval_ms.map(Duration::from_millis))
+                    .unwrap_or(Duration::from_millis(10)),
             }
         };
         let limits = Limits {

@@ -131,6 +131,15 @@ fn two_names(
     Ok((TopicName::new(&t)?, QueueName::new(&q)?))
 }
 
+/// 201 for a resource a `PUT` created, 200 for one it updated.
+fn created_status(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 fn ok_json(status: StatusCode, v: serde_json::Value) -> ApiResult {
     Ok((status, Json(v)).into_response())
 }
@@ -176,11 +185,7 @@ async fn put_topic(
 ) -> ApiResult {
     let name = topic_name(p)?;
     let created = s.hub.put_topic(&name, &patch).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = created_status(created);
     match s.hub.describe_topic(&name) {
         Ok(info) => ok_json(status, dto::topic_json(&info)),
         // See `put_queue`: a concurrent DELETE came in between.
@@ -213,11 +218,7 @@ async fn subscribe(
 ) -> ApiResult {
     let (topic, queue) = two_names(p)?;
     let created = s.hub.subscribe(&topic, &queue, b.filter.clone()).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = created_status(created);
     ok_json(
         status,
         json!({"topic": topic, "queue": queue, "filter": b.filter}),
@@ -320,7 +321,12 @@ fn publish_answer(
             Err(e) => EntryOut::Err { error: e.body() },
         })
         .collect();
-    ok_json(StatusCode::OK, json!({"ids": ids, "results": out}))
+    #[derive(serde::Serialize)]
+    struct BatchAnswer<'a> {
+        ids: Vec<&'a str>,
+        results: Vec<EntryOut>,
+    }
+    Ok(Json(BatchAnswer { ids, results: out }).into_response())
 }
 
 async fn publish(
@@ -374,11 +380,7 @@ async fn put_queue(
     // is `InvalidSetting` (from the hub).
     let patch = dto::parse_queue_settings(&bytes)?;
     let created = s.hub.put_queue(&name, &patch).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = created_status(created);
     // The describe is a second step: a concurrent DELETE may remove the
     // queue right after this PUT took effect. The PUT still succeeded and is
     // answered so (a 404 would tell the client its PUT failed); there is just
@@ -450,7 +452,13 @@ async fn receive(
         .iter()
         .map(|d| MessageOut::new(d, &s.receipts))
         .collect();
-    let bytes = serde_json::to_vec(&json!({"messages": out}))
+    // Serialised straight from the borrowed messages (no intermediate
+    // `serde_json::Value`): the body strings are copied once, into the answer.
+    #[derive(serde::Serialize)]
+    struct Received<'a> {
+        messages: &'a [MessageOut<'a>],
+    }
+    let bytes = serde_json::to_vec(&Received { messages: &out })
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
@@ -504,7 +512,11 @@ fn receipts_answer(
             }
         })
         .collect();
-    ok_json(StatusCode::OK, json!({"results": out}))
+    #[derive(serde::Serialize)]
+    struct Results {
+        results: Vec<ReceiptOut>,
+    }
+    Ok(Json(Results { results: out }).into_response())
 }
 
 async fn ack(

@@ -184,7 +184,7 @@ impl Hub {
         }
     }
 
-    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
+    pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.inner.storage
     }
 
@@ -812,6 +812,18 @@ impl Hub {
         queue: &QueueName,
         receipts: &[Receipt],
     ) -> Result<Vec<Result<(), ReceiptError>>, HubError> {
+        let (r, commit) = self.ack_now(queue, receipts)?;
+        commit.await?;
+        Ok(r)
+    }
+
+    /// Acks in memory now; the commit completes once the acks are durable
+    /// (answer only then). Lets a caller keep reading while the disk syncs.
+    pub fn ack_now(
+        &self,
+        queue: &QueueName,
+        receipts: &[Receipt],
+    ) -> Result<(Vec<Result<(), ReceiptError>>, Commit), HubError> {
         let q = self.queue(queue)?;
         let (r, moves): (Vec<Result<(), ReceiptError>>, _) = q.with(self.now(), |g| {
             receipts.iter().map(|r| g.engine.ack(r)).collect()
@@ -828,8 +840,7 @@ impl Hub {
                     .collect(),
             }]
         });
-        commit.await?;
-        Ok(r)
+        Ok((r, commit))
     }
 
     /// Nacks receipts: visible again after `delay_seconds` (explicit delay wins

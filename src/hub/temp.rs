@@ -134,16 +134,32 @@ impl Hub {
 
     /// Acks receipts of any queues (WebSocket acks name no queue).
     pub async fn ack_any(&self, receipts: &[Receipt]) -> Vec<Result<(), ReceiptError>> {
+        let (out, commits) = self.ack_any_now(receipts);
+        for c in commits {
+            if c.await.is_err() {
+                return vec![Err(ReceiptError::Invalid); receipts.len()];
+            }
+        }
+        out
+    }
+
+    /// Acks in memory now; every commit must complete before answering.
+    pub fn ack_any_now(
+        &self,
+        receipts: &[Receipt],
+    ) -> (Vec<Result<(), ReceiptError>>, Vec<crate::storage::Commit>) {
         let mut out = vec![Err(ReceiptError::Invalid); receipts.len()];
+        let mut commits = Vec::new();
         for (name, idx) in self.group_by_queue(receipts) {
             let rs: Vec<Receipt> = idx.iter().map(|i| receipts[*i]).collect();
-            if let Ok(results) = self.ack(&name, &rs).await {
+            if let Ok((results, commit)) = self.ack_now(&name, &rs) {
+                commits.push(commit);
                 for (i, r) in idx.into_iter().zip(results) {
                     out[i] = r;
                 }
             }
         }
-        out
+        (out, commits)
     }
 
     /// Nacks receipts of any queues.

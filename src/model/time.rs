@@ -65,17 +65,53 @@ impl Clock for ManualClock {
     }
 }
 
-/// Formats `ms` as RFC 3339 with millisecond precision in UTC.
+/// Formats `ms` as RFC 3339 with millisecond precision in UTC
+/// (`2025-11-24T16:00:00.123Z`). Hand-written because it runs twice per
+/// delivered message; checked against the `time` crate in the tests.
 pub fn format_rfc3339(ms: Millis) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => t
-            .format(&time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-            ))
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+    let secs = ms / 1000;
+    let millis = ms % 1000;
+    let days = (secs / 86_400) as i64;
+    let sod = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    let mut out = String::with_capacity(24);
+    let push = |out: &mut String, v: u64, width: usize| {
+        let s = v.to_string();
+        for _ in s.len()..width {
+            out.push('0');
+        }
+        out.push_str(&s);
+    };
+    push(&mut out, y.max(0) as u64, 4);
+    out.push('-');
+    push(&mut out, m, 2);
+    out.push('-');
+    push(&mut out, d, 2);
+    out.push('T');
+    push(&mut out, sod / 3600, 2);
+    out.push(':');
+    push(&mut out, sod % 3600 / 60, 2);
+    out.push(':');
+    push(&mut out, sod % 60, 2);
+    out.push('.');
+    push(&mut out, millis, 3);
+    out.push('Z');
+    out
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u64, u64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u64;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
+    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Parses an RFC 3339 timestamp (any offset) into epoch milliseconds.
@@ -98,6 +134,23 @@ mod tests {
         assert_eq!(parse_rfc3339(&s), Some(ms));
         assert_eq!(parse_rfc3339("2025-11-24T17:00:00.123+01:00"), Some(ms));
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn hand_written_formatter_agrees_with_the_time_crate() {
+        let fmt = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let mut ms: u64 = 0;
+        // Every ~3.7 days across 1970..2300, plus leap-day edges.
+        while ms < 10_413_792_000_000 {
+            let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .expect("in range");
+            assert_eq!(format_rfc3339(ms), t.format(&fmt).expect("formats"), "{ms}");
+            ms += 321_987_654;
+        }
+        assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -248,16 +248,29 @@ impl Session {
         let r = match op {
             Op::Subscribe(s) => self.subscribe(s).await,
             Op::Unsubscribe { sub } => self.unsubscribe(&sub).await,
-            Op::Ack { receipts } => self.settle(receipts, None, true).await,
+            // Acks and publishes are applied now and answered once durable,
+            // without holding up the frames behind them: a client acking one
+            // message per frame shares disk syncs instead of waiting for each.
+            Op::Ack { receipts } => match self.settle(receipts, None, true) {
+                Ok((extra, commits)) => return self.answer_when_durable(reference, extra, commits),
+                Err(e) => Err(e),
+            },
             Op::Nack {
                 receipts,
                 delay_seconds,
-            } => self.settle(receipts, delay_seconds, false).await,
+            } => self
+                .settle(receipts, delay_seconds, false)
+                .map(|(extra, _)| extra),
             Op::Publish {
                 topic,
                 queue,
                 message,
-            } => self.publish(topic, queue, message).await,
+            } => match self.publish(topic, queue, message) {
+                Ok((extra, commit)) => {
+                    return self.answer_when_durable(reference, extra, vec![commit])
+                }
+                Err(e) => Err(e),
+            },
             // Authentication is not configured on this server: nothing to check.
             Op::Auth { .. } => Ok(json!({})),
         };
@@ -265,6 +278,26 @@ impl Session {
             Ok(extra) => self.reply(frames::ok(reference, extra)),
             Err(e) => self.reply_error(reference, &e),
         }
+    }
+
+    /// Sends `ok` once every commit is durable (or the error if one fails).
+    fn answer_when_durable(
+        &self,
+        reference: Option<serde_json::Value>,
+        extra: serde_json::Value,
+        commits: Vec<crate::storage::Commit>,
+    ) {
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            for c in commits {
+                if let Err(e) = c.await {
+                    let e: ApiError = HubError::from(e).into();
+                    out.send(frames::error(reference, &e.body()));
+                    return;
+                }
+            }
+            out.send(frames::ok(reference, extra));
+        });
     }
 
     async fn subscribe(&mut self, s: frames::Subscribe) -> Result<serde_json::Value, ApiError> {
@@ -356,12 +389,12 @@ impl Session {
     }
 
     /// Ack (or nack) receipts of any of this connection's queues.
-    async fn settle(
+    fn settle(
         &mut self,
         receipts: Vec<String>,
         delay_seconds: Option<u32>,
         ack: bool,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<(serde_json::Value, Vec<crate::storage::Commit>), ApiError> {
         if receipts.is_empty() {
             return Err(ApiError::invalid_request("receipts must not be empty"));
         }
@@ -377,10 +410,10 @@ impl Session {
             .map(|r| self.state.receipts.decode(r))
             .collect();
         let valid: Vec<Receipt> = decoded.iter().flatten().copied().collect();
-        let results = if ack {
-            self.state.hub.ack_any(&valid).await
+        let (results, commits) = if ack {
+            self.state.hub.ack_any_now(&valid)
         } else {
-            self.state.hub.nack_any(&valid, delay_seconds)?
+            (self.state.hub.nack_any(&valid, delay_seconds)?, Vec::new())
         };
         for s in self.subs.values() {
             s.outstanding.remove_all(&valid);
@@ -403,30 +436,25 @@ impl Session {
                 }
             })
             .collect();
-        Ok(json!({ "results": out }))
+        Ok((json!({ "results": out }), commits))
     }
 
-    async fn publish(
+    fn publish(
         &mut self,
         topic: Option<String>,
         queue: Option<String>,
         message: crate::api::dto::WireMessage,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<(serde_json::Value, crate::storage::Commit), ApiError> {
         let m = message.into_new_message()?;
-        let results = match (topic, queue) {
-            (Some(t), _) => {
-                self.state
-                    .hub
-                    .publish(&TopicName::new(&t)?, vec![m])
-                    .await?
-            }
-            (None, Some(q)) => self.state.hub.send(&QueueName::new(&q)?, vec![m]).await?,
+        let (results, commit) = match (topic, queue) {
+            (Some(t), _) => self.state.hub.publish_now(&TopicName::new(&t)?, vec![m])?,
+            (None, Some(q)) => self.state.hub.send_now(&QueueName::new(&q)?, vec![m])?,
             (None, None) => {
                 return Err(ApiError::invalid_request("publish needs a topic or queue"))
             }
         };
         match results.into_iter().next() {
-            Some(Ok(id)) => Ok(json!({"ids": [id.to_string()]})),
+            Some(Ok(id)) => Ok((json!({"ids": [id.to_string()]}), commit)),
             Some(Err(e)) => Err(e.into()),
             None => Err(ApiError::invalid_request("nothing published")),
         }
