@@ -1,6 +1,7 @@
 //! The real server under load, killed with SIGKILL at random moments and
-//! restarted on the same data directory; then everything is drained and
-//! held against the client-side ledger. The seed (random unless
+//! restarted on the same data directory (some restarts killed again while
+//! they recover); then everything is drained and held against the
+//! client-side ledger. The seed (random unless
 //! `PUBQ_CRASH_SEED` is set) decides the round lengths and every client
 //! choice; it is printed so a failure can be replayed.
 
@@ -23,7 +24,7 @@ const ROUNDS: usize = 5;
 /// Publishers wait while this many confirmed messages are not yet acked.
 const BACKLOG: usize = 200;
 /// Most messages one publisher sends in the whole run.
-const MAX_PER_PUBLISHER: u64 = 1500;
+const MAX_PER_PUBLISHER: u64 = 6000;
 /// Share of deliveries a consumer acks; it nacks the rest.
 const ACK_PERCENT: u32 = 80;
 const FIFO_GROUPS: u64 = 4;
@@ -413,6 +414,7 @@ async fn acknowledged_work_survives_repeated_kill_9() {
     }
 
     let mut restarts = Vec::new();
+    let mut early_kills = 0;
     for round in 0..=ROUNDS {
         if round < ROUNDS {
             let ms = rng.gen_range(1000..2000);
@@ -430,6 +432,12 @@ async fn acknowledged_work_survives_repeated_kill_9() {
         }
         s.phase.send_modify(|p| p.url = None);
         server.kill().await;
+        if rng.gen_bool(0.4) {
+            // Crash the next start too, before or during its recovery.
+            let after = Duration::from_millis(rng.gen_range(0..150));
+            ServerProcess::start_and_kill(&data, &log, after).await;
+            early_kills += 1;
+        }
         let t = Instant::now();
         server = ServerProcess::start(&data, &log, &http).await;
         restarts.push(t.elapsed());
@@ -443,10 +451,11 @@ async fn acknowledged_work_survives_repeated_kill_9() {
     let l = s.ledger();
     let st = &l.stats;
     println!(
-        "{} rounds in {:.1?}: {} publishes confirmed, {} unanswered batches ({} bodies still \
+        "{} rounds ({} starts killed early) in {:.1?}: {} publishes confirmed, {} unanswered batches ({} bodies still \
          unconfirmed), {} deliveries, {} acks ok, {} stale acks, {} nacked; drained {}; \
          {} both in a queue and its dead-letter queue; restarts took {:?}",
         ROUNDS,
+        early_kills,
         started.elapsed(),
         l.published.len(),
         st.publish_failures,

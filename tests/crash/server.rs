@@ -1,6 +1,7 @@
 //! One `pubq serve` process on a data directory: started on
 //! `127.0.0.1:0` (the port is read from the `listening on http://ADDR` line
-//! it prints), ready once `/readyz` answers 200, stopped with SIGKILL.
+//! it prints), ready once `/readyz` answers 200, stopped with SIGKILL (also
+//! while it is still recovering).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -22,23 +23,7 @@ impl ServerProcess {
     /// Starts `pubq serve --data-dir DIR --fsync always` on a free port,
     /// appending its log to `log`, and waits until it is ready.
     pub async fn start(data_dir: &Path, log: &Path, http: &reqwest::Client) -> Self {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("server log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pubq"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--fsync", "always"])
-            .env("PUBQ_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn pubq serve");
+        let mut child = spawn(data_dir, log);
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let url = tokio::time::timeout(START_TIMEOUT, async {
@@ -71,8 +56,36 @@ impl ServerProcess {
         }
     }
 
+    /// Starts a server and kills it after `after`, wherever it is then
+    /// (opening the log, repairing it, replaying, or serving).
+    pub async fn start_and_kill(data_dir: &Path, log: &Path, after: Duration) {
+        let mut child = spawn(data_dir, log);
+        tokio::time::sleep(after).await;
+        child.kill().await.expect("kill -9 pubq");
+    }
+
     /// SIGKILL, then reap the process.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill -9 pubq");
     }
+}
+
+fn spawn(data_dir: &Path, log: &Path) -> Child {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("server log file");
+    Command::new(env!("CARGO_BIN_EXE_pubq"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0", "--fsync", "always"])
+        .env("PUBQ_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pubq serve")
 }
