@@ -172,17 +172,17 @@ async fn state_after_concurrent_traffic_and_checkpoints_survives_a_crash() {
     let clock = Arc::new(ManualClock::new(T0));
     let mut hub = open(dir.path(), clock.clone()).await;
     declare(&hub).await;
-    for round in 0..6 {
+    for round in 0..10 {
         let mut tasks = Vec::new();
         for _ in 0..2 {
             let r = StdRng::seed_from_u64(rng.gen());
-            tasks.push(tokio::spawn(publisher(hub.clone(), r, 40)));
+            tasks.push(tokio::spawn(publisher(hub.clone(), r, 100)));
         }
         for q in QUEUES {
             let r = StdRng::seed_from_u64(rng.gen());
-            tasks.push(tokio::spawn(consumer(hub.clone(), q, r, 40)));
+            tasks.push(tokio::spawn(consumer(hub.clone(), q, r, 100)));
         }
-        tasks.push(tokio::spawn(checkpointer(hub.clone(), 3)));
+        tasks.push(tokio::spawn(checkpointer(hub.clone(), 5)));
         for t in tasks {
             t.await.expect("task");
         }
