@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -116,6 +117,13 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             drain_hub.begin_shutdown();
             let _ = drained_tx.send(());
         };
+        // Small frames (a pushed message, an ack's answer) must not wait for
+        // Nagle's algorithm: latency would jump to tens of milliseconds.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
         let serve = async move { serve.await.map_err(ServerError::Serve) };
         tokio::pin!(serve);

@@ -152,7 +152,13 @@ async fn run(socket: WebSocket, state: AppState) {
         subs: HashMap::new(),
     };
     let last_seen = Arc::new(AtomicU64::new(state.hub.now()));
-    let mut ping = tokio::time::interval(cfg.ping_every);
+    // Ping often enough that a peer which only listens still answers within
+    // the idle timeout.
+    let mut ping = tokio::time::interval(
+        cfg.ping_every
+            .min(cfg.idle_timeout / 2)
+            .max(Duration::from_millis(50)),
+    );
     ping.tick().await;
     let mut idle_check = tokio::time::interval(Duration::from_millis(
         (cfg.idle_timeout.as_millis() as u64 / 4).clamp(50, 5_000),

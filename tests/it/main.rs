@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cli;
 mod config;
 mod dlq;
 mod durability;
