@@ -207,10 +207,15 @@ impl DiskLog {
         for tmp in list_ids(&cfg.dir, "snap-", ".tmp")? {
             let _ = fs::remove_file(cfg.dir.join(format!("snap-{tmp:016x}.tmp")));
         }
-        let report = repair_segments(&cfg.dir)?;
+        let snapshot_base = list_ids(&cfg.dir, "snap-", ".snap")?.last().copied();
+        let report = repair_segments(&cfg.dir, snapshot_base.unwrap_or(0))?;
+        // Segment ids never go below the newest snapshot's base, even when
+        // repair removed every segment (empty ones are removed): replay skips
+        // segments below the base.
         let next_id = list_ids(&cfg.dir.join("log"), "", ".seg")?
             .last()
-            .map_or(1, |l| l + 1);
+            .map_or(1, |l| l + 1)
+            .max(snapshot_base.unwrap_or(1));
         let since_snapshot = Arc::new(AtomicU64::new(report.bytes));
         let last_snapshot = list_ids(&cfg.dir, "snap-", ".snap")?
             .last()
@@ -277,14 +282,16 @@ fn load_or_create_key(dir: &Path) -> Result<[u8; 32], StorageError> {
     Ok(key)
 }
 
-/// Verifies every segment; cuts a torn or corrupt tail and drops anything
-/// after it, so nothing past a bad record is ever served.
-fn repair_segments(dir: &Path) -> Result<ReplayReport, StorageError> {
+/// Verifies every segment from `base` (the newest snapshot's) on; cuts a torn
+/// or corrupt tail and drops anything after it, so nothing past a bad record
+/// is ever served. Segments below `base` (left by a crash before the snapshot
+/// could delete them) are never replayed, so they are left alone.
+fn repair_segments(dir: &Path, base: u64) -> Result<ReplayReport, StorageError> {
     let logdir = dir.join("log");
     let mut report = ReplayReport::default();
     let ids = list_ids(&logdir, "", ".seg")?;
     let mut cut = false;
-    for id in ids {
+    for id in ids.into_iter().filter(|id| *id >= base) {
         let p = segment_path(dir, id);
         if cut {
             fs::remove_file(&p)?;
@@ -615,3 +622,6 @@ impl Drop for DiskLog {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
