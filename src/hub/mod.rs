@@ -916,8 +916,11 @@ impl Hub {
 
     /// Puts dead letters into their target queues (which may produce more,
     /// from the targets' own deadlines).
-    pub(crate) fn forward_dead_letters(&self, mut moves: Vec<DeadLetterMove>) {
-        while let Some(m) = moves.pop() {
+    pub(crate) fn forward_dead_letters(&self, moves: Vec<DeadLetterMove>) {
+        // In order: several messages of one FIFO group moving together must
+        // reach the dead-letter queue in their group order.
+        let mut moves: std::collections::VecDeque<DeadLetterMove> = moves.into();
+        while let Some(m) = moves.pop_front() {
             let now = self.now();
             let opts = EnqueueOptions {
                 visible_at: Some(now),
