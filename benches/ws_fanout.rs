@@ -57,6 +57,20 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn own_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id())
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -176,10 +190,23 @@ async fn main() {
             let _ = ready.send(());
             let mut got = 0;
             let mut mine = Vec::with_capacity(expect);
+            // Read only what the measurement needs: the client shares the
+            // machine's two cores with the server it measures.
+            #[derive(serde::Deserialize)]
+            struct Frame<'a> {
+                #[serde(borrow)]
+                op: std::borrow::Cow<'a, str>,
+                #[serde(borrow, default)]
+                body: Option<std::borrow::Cow<'a, str>>,
+            }
             while got < expect {
-                let Some(f) = next_json(&mut ws).await else { break };
-                if f["op"] == "message" {
-                    let sent: u64 = f["body"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let Some(Ok(m)) = ws.next().await else { break };
+                let Message::Text(t) = m else { continue };
+                let Ok(f) = serde_json::from_str::<Frame<'_>>(t.as_str()) else {
+                    continue;
+                };
+                if f.op == "message" {
+                    let sent: u64 = f.body.and_then(|b| b.parse().ok()).unwrap_or(0);
                     mine.push(now_us().saturating_sub(sent));
                     got += 1;
                 }
@@ -197,6 +224,7 @@ async fn main() {
     let per_conn = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / a.subscribers as f64;
 
     // 2. Fan-out latency: each publish goes to all K.
+    let (server_cpu0, client_cpu0) = (cpu_seconds(pid), own_cpu_seconds());
     for _ in 0..a.publishes {
         let body = now_us().to_string();
         http(
@@ -214,6 +242,8 @@ async fn main() {
             conns.extend(ws.ok());
         }
     }
+    let server_cpu = cpu_seconds(pid) - server_cpu0;
+    let client_cpu = own_cpu_seconds() - client_cpu0;
     let mut lat = latencies.lock().await.clone();
     let delivered = lat.len();
     let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
@@ -324,6 +354,11 @@ async fn main() {
         p50 as f64 / 1000.0,
         p99 as f64 / 1000.0,
         max as f64 / 1000.0
+    );
+    println!(
+        "fan-out CPU per delivery    server {:.1} us, client {:.1} us",
+        server_cpu * 1e6 / delivered.max(1) as f64,
+        client_cpu * 1e6 / delivered.max(1) as f64
     );
     println!("one queue, {n} msgs: HTTP batch drain {http_rate:.0} msg/s, WebSocket push {ws_rate:.0} msg/s, ratio ws/http {:.2}", ws_rate / http_rate.max(1.0));
 }

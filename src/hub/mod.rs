@@ -709,6 +709,21 @@ impl Hub {
             }
         }
         let q = self.queue(queue)?;
+        self.receive_on(&q, req).await
+    }
+
+    /// [`receive`](Self::receive) on a queue handle the caller holds (a push
+    /// subscription), skipping the name lookup. `req` must be valid.
+    pub(crate) async fn receive_on(
+        &self,
+        q: &Arc<QueueHandle>,
+        req: ReceiveRequest,
+    ) -> Result<Vec<Delivery>, HubError> {
+        if q.is_deleted() {
+            return Err(HubError::QueueNotFound(q.name().clone()));
+        }
+        let queue = q.name();
+        let max = req.max.unwrap_or(1);
         let vis = req.visibility_timeout_seconds.map(|s| u64::from(s) * 1000);
         let mut shutdown = self.inner.shutdown.subscribe();
         let now = self.now();
@@ -756,7 +771,7 @@ impl Hub {
                 // If this future is dropped while parked, the guard takes back
                 // anything handed over in the meantime.
                 let mut parked = Parked {
-                    queue: &q,
+                    queue: q,
                     rx: Some(rx),
                 };
                 if *shutdown.borrow() {
@@ -779,7 +794,7 @@ impl Hub {
         // If this future is dropped while the receive counts are being made
         // durable, the leases are undone rather than left to lapse.
         let mut guard = ReleaseOnDrop {
-            queue: &q,
+            queue: q,
             deliveries: Some(got),
         };
         let got_ref = guard.deliveries.as_deref().unwrap_or_default();
@@ -825,6 +840,15 @@ impl Hub {
         receipts: &[Receipt],
     ) -> Result<(Vec<Result<(), ReceiptError>>, Commit), HubError> {
         let q = self.queue(queue)?;
+        Ok(self.ack_on(&q, receipts))
+    }
+
+    /// [`ack_now`](Self::ack_now) on a queue handle the caller holds.
+    pub(crate) fn ack_on(
+        &self,
+        q: &QueueHandle,
+        receipts: &[Receipt],
+    ) -> (Vec<Result<(), ReceiptError>>, Commit) {
         let (r, moves): (Vec<Result<(), ReceiptError>>, _) = q.with(self.now(), |g| {
             receipts.iter().map(|r| g.engine.ack(r)).collect()
         });
@@ -840,7 +864,7 @@ impl Hub {
                     .collect(),
             }]
         });
-        Ok((r, commit))
+        (r, commit)
     }
 
     /// Nacks receipts: visible again after `delay_seconds` (explicit delay wins

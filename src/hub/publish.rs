@@ -291,7 +291,6 @@ impl Hub {
                 }
             }
         });
-        q.arrivals.notify_waiters();
         self.forward_dead_letters(moves);
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct QueueInner {
     /// Parked receives, oldest first. Bounded by `Limits::max_waiters_per_queue`
     /// (overflow: the new receive is refused with 429 `Throttled`).
     pub waiters: VecDeque<Waiter>,
+    /// The engine's next deadline as of the last operation: `tick` has
+    /// nothing to do before it.
+    pub next_due: Millis,
 }
 
 impl QueueInner {
@@ -73,25 +76,25 @@ pub struct QueueHandle {
     pub(crate) timer_wake: Notify,
     /// The deadline the timer task sleeps until (`u64::MAX`: none).
     pub(crate) timer_due: AtomicU64,
-    /// Woken on every enqueue and when messages become visible; push
-    /// consumers (WebSocket) wait on it.
-    pub(crate) arrivals: Notify,
     /// Created for one WebSocket connection (listed with `"temporary": true`).
     pub(crate) temporary: AtomicBool,
     /// Copies of settings the publish path checks before taking any lock, so
     /// fan-out can refuse a too-large message before enqueueing anywhere.
     pub(crate) fifo: bool,
     pub(crate) max_message_bytes: AtomicU32,
+    /// The visibility timeout in ms (push consumers count credit with it).
+    pub(crate) visibility_ms: AtomicU64,
     pub(crate) retention_seconds: AtomicU32,
 }
 
 impl QueueHandle {
     pub(crate) fn new(engine: QueueState) -> Arc<Self> {
-        let s = engine.settings();
+        let s = engine.settings().clone();
         let (fifo, max_bytes, retention) = (s.fifo, s.max_message_bytes, s.retention_seconds);
         Arc::new(Self {
             fifo,
             max_message_bytes: AtomicU32::new(max_bytes),
+            visibility_ms: AtomicU64::new(s.visibility_ms()),
             retention_seconds: AtomicU32::new(retention),
             temporary: AtomicBool::new(false),
             name: engine.name().clone(),
@@ -99,11 +102,11 @@ impl QueueHandle {
             inner: Mutex::new(QueueInner {
                 engine,
                 waiters: VecDeque::new(),
+                next_due: 0,
             }),
             deleted: AtomicBool::new(false),
             timer_wake: Notify::new(),
             timer_due: AtomicU64::new(u64::MAX),
-            arrivals: Notify::new(),
         })
     }
 
@@ -114,6 +117,11 @@ impl QueueHandle {
     /// The incarnation id receipts and log records name.
     pub fn uid(&self) -> u64 {
         self.uid
+    }
+
+    /// The queue's visibility timeout in milliseconds.
+    pub fn visibility_ms(&self) -> Millis {
+        self.visibility_ms.load(Ordering::Relaxed)
     }
 
     /// Created for a WebSocket topic subscription.
@@ -135,6 +143,8 @@ impl QueueHandle {
             .store(settings.max_message_bytes, Ordering::Relaxed);
         self.retention_seconds
             .store(settings.retention_seconds, Ordering::Relaxed);
+        self.visibility_ms
+            .store(settings.visibility_ms(), Ordering::Relaxed);
         let ((), moves) = self.with(now, |g| g.engine.update_settings(settings));
         moves
     }
@@ -159,19 +169,22 @@ impl QueueHandle {
         f: impl FnOnce(&mut QueueInner) -> R,
     ) -> (R, Vec<DeadLetterMove>) {
         let mut g = self.lock();
-        let tick = g.engine.tick(now);
+        // Nothing is due before `next_due`: skip the tick (it runs on every
+        // operation, so fan-out to thousands of queues pays it thousands of times).
+        let dead_letters = if now >= g.next_due {
+            g.engine.tick(now).dead_letters
+        } else {
+            Vec::new()
+        };
         let r = f(&mut g);
         g.serve_waiters(now);
-        let visible = g.engine.has_visible();
         let next = g.engine.next_deadline().unwrap_or(u64::MAX);
+        g.next_due = next;
         drop(g);
-        if visible {
-            self.arrivals.notify_waiters();
-        }
         if next < self.timer_due.load(Ordering::Acquire) {
             self.timer_wake.notify_one();
         }
-        (r, tick.dead_letters)
+        (r, dead_letters)
     }
 
     /// Marks the queue deleted and releases everything waiting on it.
@@ -180,7 +193,6 @@ impl QueueHandle {
         let waiters = std::mem::take(&mut self.lock().waiters);
         drop(waiters);
         self.timer_wake.notify_one();
-        self.arrivals.notify_waiters();
     }
 }
 

@@ -85,6 +85,10 @@ impl PushSub {
     /// connection is closing, there is no one to tell).
     async fn deliver(&self) -> Option<&'static str> {
         let mut shutdown = self.hub.shutdown_watch();
+        // The handle stays valid while the queue lives; a deleted queue says so.
+        let Ok(queue) = self.hub.queue(&self.queue) else {
+            return Some("queue deleted");
+        };
         loop {
             if *shutdown.borrow() {
                 return Some("server shutting down");
@@ -105,16 +109,13 @@ impl PushSub {
                 }
                 continue;
             }
-            let visibility = match self.hub.queue(&self.queue) {
-                Ok(q) => q.lock().engine.settings().visibility_ms(),
-                Err(_) => return Some("queue deleted"),
-            };
+            let visibility = queue.visibility_ms();
             let req = ReceiveRequest {
                 max: Some(credit.min(MAX_BATCH) as u32),
                 wait_seconds: Some(PARK_SECONDS),
                 visibility_timeout_seconds: None,
             };
-            let got = match self.hub.receive(&self.queue, req).await {
+            let got = match self.hub.receive_on(&queue, req).await {
                 Ok(got) => got,
                 Err(HubError::QueueNotFound(_)) => return Some("queue deleted"),
                 Err(e) => {
@@ -125,7 +126,7 @@ impl PushSub {
                 }
             };
             if got.is_empty() {
-                if self.hub.queue(&self.queue).is_err() {
+                if queue.is_deleted() {
                     return Some("queue deleted");
                 }
                 continue;
@@ -161,7 +162,8 @@ impl PushSub {
                 }
             }
             if !acks.is_empty() {
-                let _ = self.hub.ack_any(&acks).await;
+                let (_, commit) = self.hub.ack_on(&queue, &acks);
+                let _ = commit.await;
                 self.outstanding.remove_all(&acks);
             }
             if poison {
