@@ -44,6 +44,10 @@ use crate::storage::{Commit, CopyRec, MemoryStorage, Record, Storage};
 use filter::FilterPolicy;
 use queue_handle::Waiter;
 
+/// `wait_seconds` of a push subscription's receive (crate-internal): park
+/// until a message arrives, the queue is deleted or the server shuts down.
+pub(crate) const PARK_UNTIL_MESSAGE: u32 = u32::MAX;
+
 /// Most messages one receive returns, and most entries in one batch.
 pub const MAX_BATCH: usize = 100;
 
@@ -777,9 +781,17 @@ impl Hub {
                 if *shutdown.borrow() {
                     return Ok(parked.give_up());
                 }
-                let deadline = tokio::time::sleep(Duration::from_secs(u64::from(wait)));
                 let Some(rx) = parked.rx.as_mut() else {
                     return Ok(Vec::new());
+                };
+                // A push subscription parks without a deadline: no timer to
+                // set and cancel per delivery (thousands of subscribers).
+                let deadline = async {
+                    if wait == PARK_UNTIL_MESSAGE {
+                        std::future::pending::<()>().await;
+                    } else {
+                        tokio::time::sleep(Duration::from_secs(u64::from(wait))).await;
+                    }
                 };
                 tokio::select! {
                     r = rx => {

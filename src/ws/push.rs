@@ -17,10 +17,6 @@ use crate::hub::{Hub, HubError, ReceiveRequest, MAX_BATCH};
 use crate::model::{Millis, QueueName};
 use crate::queue::Receipt;
 
-/// Longest park of one receive before it re-parks (no effect on latency:
-/// a parked receive returns as soon as a message arrives).
-const PARK_SECONDS: u32 = 20;
-
 /// Receipts pushed and not yet acked or nacked, with their visibility deadline.
 #[derive(Default)]
 pub(crate) struct Outstanding {
@@ -112,7 +108,7 @@ impl PushSub {
             let visibility = queue.visibility_ms();
             let req = ReceiveRequest {
                 max: Some(credit.min(MAX_BATCH) as u32),
-                wait_seconds: Some(PARK_SECONDS),
+                wait_seconds: Some(crate::hub::PARK_UNTIL_MESSAGE),
                 visibility_timeout_seconds: None,
             };
             let got = match self.hub.receive_on(&queue, req).await {
