@@ -26,11 +26,11 @@ pub enum HubError {
     BatchTooLarge(String),
     #[error("invalid name: {0}")]
     InvalidName(#[from] NameError),
-    #[error("message is {size} bytes; queue {queue} takes at most {max}")]
+    #[error("message is {size} bytes; {} takes at most {max}", queue.as_ref().map_or("a message".to_string(), |q| format!("queue {q}")))]
     MessageTooLarge {
         size: usize,
         max: usize,
-        queue: QueueName,
+        queue: Option<QueueName>,
     },
     #[error("queue {0} is not the dead-letter queue of any queue")]
     NotADeadLetterQueue(QueueName),

@@ -113,6 +113,8 @@ pub(crate) struct HubInner {
     temps: DashMap<QueueName, Millis>,
     /// Temporary queues held by connections, with how many hold each.
     attached: DashMap<QueueName, usize>,
+    /// Serialises attach, detach and reaping of temporary queues.
+    temp_lock: Mutex<()>,
     /// Signals parked receives to return at shutdown.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Where changes are made durable.
@@ -145,6 +147,7 @@ impl Hub {
                 by_uid: DashMap::new(),
                 temps: DashMap::new(),
                 attached: DashMap::new(),
+                temp_lock: Mutex::new(()),
                 shutdown,
                 storage,
                 durable,
@@ -733,6 +736,12 @@ impl Hub {
         let now = self.now();
         let limit = self.inner.limits.max_waiters_per_queue;
         let (outcome, moves) = q.with(now, |g| {
+            // Checked under the lock: `mark_deleted` sets the flag before it
+            // takes the lock to drop the waiters, so a receive either sees the
+            // flag or parks a waiter that is then dropped.
+            if q.is_deleted() {
+                return Err(HubError::QueueNotFound(q.name().clone()));
+            }
             let got = g.engine.receive(max as usize, vis, now);
             if !got.is_empty() {
                 return Ok(Ok(got));
@@ -775,6 +784,7 @@ impl Hub {
                 // If this future is dropped while parked, the guard takes back
                 // anything handed over in the meantime.
                 let mut parked = Parked {
+                    hub: self,
                     queue: q,
                     rx: Some(rx),
                 };
@@ -806,6 +816,7 @@ impl Hub {
         // If this future is dropped while the receive counts are being made
         // durable, the leases are undone rather than left to lapse.
         let mut guard = ReleaseOnDrop {
+            hub: self,
             queue: q,
             deliveries: Some(got),
         };
@@ -1027,6 +1038,7 @@ impl Hub {
 /// then takes anything handed over in the meantime: a message leased to a
 /// receive that went away is never stranded in flight.
 struct Parked<'a> {
+    hub: &'a Hub,
     queue: &'a QueueHandle,
     rx: Option<tokio::sync::oneshot::Receiver<Vec<Delivery>>>,
 }
@@ -1047,13 +1059,23 @@ impl Drop for Parked<'_> {
     fn drop(&mut self) {
         let got = self.give_up();
         if !got.is_empty() {
-            self.queue.lock().engine.release(&got);
+            self.hub.release(self.queue, &got);
         }
+    }
+}
+
+impl Hub {
+    /// Undoes leases that never reached a consumer and hands the messages to
+    /// the next waiter at once.
+    fn release(&self, q: &QueueHandle, got: &[Delivery]) {
+        let ((), moves) = q.with(self.now(), |g| g.engine.release(got));
+        self.forward_dead_letters(moves);
     }
 }
 
 /// Undoes leases that were never handed out (see `Hub::receive`).
 struct ReleaseOnDrop<'a> {
+    hub: &'a Hub,
     queue: &'a QueueHandle,
     deliveries: Option<Vec<Delivery>>,
 }
@@ -1062,7 +1084,7 @@ impl Drop for ReleaseOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(d) = self.deliveries.take() {
             if !d.is_empty() {
-                self.queue.lock().engine.release(&d);
+                self.hub.release(self.queue, &d);
             }
         }
     }

@@ -17,6 +17,10 @@ use crate::model::{
 use crate::queue::{EnqueueOptions, EnqueueOutcome};
 use crate::storage::{Commit, CopyRec, Record};
 
+/// Largest message (decoded body plus attributes) anywhere: the top of the
+/// `max_message_bytes` range.
+pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
+
 /// Longest `group_id` or `dedup_id`, in characters.
 pub const MAX_ID_LEN: usize = 128;
 /// Most attributes on one message.
@@ -253,7 +257,13 @@ impl Hub {
         let ((), moves) = q.with(now, |g| {
             for c in batch {
                 let direct = c.message.topic.is_none();
-                let visible_at = c.opts.visible_at;
+                // The queue's own delay is applied inside the engine; log the
+                // time it computes so a restart keeps the message hidden.
+                let queue_delay = g.engine.settings().delay_ms();
+                let visible_at = c
+                    .opts
+                    .visible_at
+                    .or((queue_delay > 0).then(|| now + queue_delay));
                 let message = durable.then(|| c.message.clone());
                 match g.engine.enqueue(c.message, c.opts, now) {
                     Ok(EnqueueOutcome::Enqueued { seq }) => {
@@ -358,6 +368,16 @@ fn check_id(field: &str, v: &str) -> Result<(), HubError> {
 
 /// Rules that hold on any queue or topic.
 fn check_common(m: &NewMessage) -> Result<(), HubError> {
+    // The largest any queue takes, enforced even where no queue is matched
+    // (a FIFO topic logs unmatched publishes for its dedup window).
+    let size = MessageData::compute_size(m.body_len, &m.attributes);
+    if size > MAX_MESSAGE_BYTES {
+        return Err(HubError::MessageTooLarge {
+            size,
+            max: MAX_MESSAGE_BYTES,
+            queue: None,
+        });
+    }
     if let Some(g) = &m.group_id {
         check_id("group_id", g)?;
     }
@@ -473,7 +493,7 @@ fn check_fits(m: &MessageData, q: &QueueHandle, now: Millis) -> Result<(), HubEr
         return Err(HubError::MessageTooLarge {
             size: m.size,
             max,
-            queue: q.name().clone(),
+            queue: Some(q.name().clone()),
         });
     }
     let retention_ms = u64::from(q.retention_seconds.load(Ordering::Relaxed)) * 1000;

@@ -168,6 +168,17 @@ impl QueueHandle {
         now: Millis,
         f: impl FnOnce(&mut QueueInner) -> R,
     ) -> (R, Vec<DeadLetterMove>) {
+        self.with_inner(now, true, f)
+    }
+
+    /// `with`, optionally without waking the timer task (the timer task
+    /// itself must not wake itself, or it would spin).
+    fn with_inner<R>(
+        &self,
+        now: Millis,
+        wake_timer: bool,
+        f: impl FnOnce(&mut QueueInner) -> R,
+    ) -> (R, Vec<DeadLetterMove>) {
         let mut g = self.lock();
         // Nothing is due before `next_due`: skip the tick (it runs on every
         // operation, so fan-out to thousands of queues pays it thousands of times).
@@ -181,7 +192,7 @@ impl QueueHandle {
         let next = g.engine.next_deadline().unwrap_or(u64::MAX);
         g.next_due = next;
         drop(g);
-        if next < self.timer_due.load(Ordering::Acquire) {
+        if wake_timer && next < self.timer_due.load(Ordering::Acquire) {
             self.timer_wake.notify_one();
         }
         (r, dead_letters)
@@ -207,13 +218,19 @@ pub(crate) async fn run_timer(
         if queue.is_deleted() {
             return;
         }
+        // While this runs, any operation that sets a deadline wakes the
+        // timer again (nothing is earlier than MAX), so none is missed
+        // between the tick below and the store of the next deadline.
+        queue.timer_due.store(u64::MAX, Ordering::Release);
         let now = clock.now_ms();
-        let ((), moves) = queue.with(now, |_| ());
+        let ((), moves) = queue.with_inner(now, false, |_| ());
+        // `with` leaves the next deadline in `next_due` (after serving
+        // waiters, whose leases add deadlines).
+        let next = queue.lock().next_due;
+        queue.timer_due.store(next, Ordering::Release);
         if !moves.is_empty() {
             on_dead_letters(moves);
         }
-        let next = queue.lock().engine.next_deadline().unwrap_or(u64::MAX);
-        queue.timer_due.store(next, Ordering::Release);
         // Deadlines far away still get a periodic look so a clock jump cannot
         // strand messages for long.
         let wait = next.saturating_sub(clock.now_ms()).min(60_000);

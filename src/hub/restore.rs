@@ -120,7 +120,10 @@ impl Rebuild {
                         continue;
                     };
                     q.max_seq = q.max_seq.max(c.seq);
-                    if q.settings.fifo && c.dead_letter_source.is_none() {
+                    // Only the original enqueue arms the window (a redrive or a
+                    // dead-letter move skips dedup and is enqueued later).
+                    let original = c.enqueued_at == message.sent_at;
+                    if q.settings.fifo && c.dead_letter_source.is_none() && original {
                         if let Some(key) = &message.dedup_id {
                             let exp =
                                 c.enqueued_at + u64::from(q.settings.dedup_window_seconds) * 1000;

@@ -16,6 +16,9 @@ use super::{Hub, HubError};
 use crate::model::MessageData;
 use crate::storage::{CopyRec, Record};
 
+/// Receive counts per snapshot record (20 bytes each: well under the frame limit).
+const RECEIVED_PER_RECORD: usize = 50_000;
+
 /// How often the hub asks storage whether a checkpoint is due.
 pub const CHECKPOINT_POLL: Duration = Duration::from_secs(2);
 
@@ -33,6 +36,10 @@ impl Hub {
     pub async fn checkpoint(&self) -> Result<(), HubError> {
         let base = self.storage().rotate().await?;
         let records = self.capture();
+        // Records appended before or during the capture (dead-letter moves and
+        // redrives are not awaited) must be durable before the snapshot makes
+        // the old segments go.
+        self.storage().append(Vec::new()).await?;
         let storage = self.storage().clone();
         tokio::task::spawn_blocking(move || storage.write_snapshot(base, records))
             .await
@@ -96,10 +103,11 @@ impl Hub {
                     .1
                     .push(copy);
             }
-            if !received.is_empty() {
+            // Chunked: one record per queue could pass the log's frame limit.
+            for chunk in received.chunks(RECEIVED_PER_RECORD) {
                 tail.push(Record::Received {
                     queue_uid: uid,
-                    entries: received,
+                    entries: chunk.to_vec(),
                 });
             }
             for (key, id, expires_at) in g.engine.dedup_entries() {

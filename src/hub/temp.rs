@@ -61,6 +61,7 @@ impl Hub {
     /// over: both consume until the old one goes, then its unacked messages
     /// come back at once.
     pub fn attach_temp_queue(&self, name: &QueueName) -> Result<Arc<QueueHandle>, HubError> {
+        let _temp = self.temp_lock();
         let q = self.queue(name).map_err(|_| HubError::ResumeExpired)?;
         if !q.temporary.load(Ordering::Relaxed) {
             return Err(HubError::ResumeExpired);
@@ -73,6 +74,7 @@ impl Hub {
     /// One connection let go of a temporary queue; when none holds it, the
     /// resume window starts.
     pub fn detach_temp_queue(&self, name: &QueueName) {
+        let _temp = self.temp_lock();
         let left = match self.inner.attached.get_mut(name) {
             Some(mut n) => {
                 *n = n.saturating_sub(1);
@@ -88,12 +90,50 @@ impl Hub {
         }
     }
 
-    /// Deletes a temporary queue at once (explicit unsubscribe).
+    /// Serialises attach, detach and the reaper's decision, so a resume and
+    /// an expiry of the same queue cannot both win.
+    fn temp_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .temp_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes a temporary queue at once (explicit unsubscribe). A queue
+    /// that is already gone is fine.
     pub async fn drop_temp_queue(&self, name: &QueueName) -> Result<(), HubError> {
-        for t in self.subscribed_topics(name) {
-            self.unsubscribe(&t, name).await?;
+        let commits = {
+            let _temp = self.temp_lock();
+            self.drop_temp_queue_now(name)
+        };
+        match commits {
+            Ok(cs) => {
+                for c in cs {
+                    c.await?;
+                }
+                Ok(())
+            }
+            Err(HubError::QueueNotFound(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        self.delete_queue(name).await
+    }
+
+    /// Unsubscribes and deletes a temporary queue; the commits to await.
+    fn drop_temp_queue_now(
+        &self,
+        name: &QueueName,
+    ) -> Result<Vec<crate::storage::Commit>, HubError> {
+        let mut commits = Vec::new();
+        for t in self.subscribed_topics(name) {
+            match self.unsubscribe_now(&t, name) {
+                Ok(c) => commits.push(c),
+                Err(HubError::SubscriptionNotFound { .. } | HubError::TopicNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        commits.push(self.delete_queue_now(name)?);
+        self.inner.attached.remove(name);
+        Ok(commits)
     }
 
     /// Deletes detached temporary queues older than `window`; runs until the
@@ -115,11 +155,26 @@ impl Hub {
                     .map(|e| e.key().clone())
                     .collect();
                 for name in old {
-                    if hub.inner.temps.remove(&name).is_some() {
-                        if let Err(e) = hub.drop_temp_queue(&name).await {
-                            tracing::warn!(queue = %name, error = %e, "temporary queue not reaped");
-                        } else {
+                    // Decide and delete under the temp lock (all synchronous):
+                    // a resume either attached before (then nothing is
+                    // reaped) or finds the queue gone (ResumeExpired).
+                    let commits = {
+                        let _temp = hub.temp_lock();
+                        let still_detached = hub.inner.attached.get(&name).is_none_or(|n| *n == 0);
+                        if !still_detached || hub.inner.temps.remove(&name).is_none() {
+                            continue;
+                        }
+                        hub.drop_temp_queue_now(&name)
+                    };
+                    match commits {
+                        Ok(cs) => {
+                            for c in cs {
+                                let _ = c.await;
+                            }
                             tracing::info!(queue = %name, "temporary queue expired");
+                        }
+                        Err(e) => {
+                            tracing::warn!(queue = %name, error = %e, "temporary queue not reaped");
                         }
                     }
                 }

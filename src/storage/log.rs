@@ -396,8 +396,21 @@ fn writer_loop(
         for c in cmds {
             match c {
                 Cmd::Append(records, tx) => {
+                    let start = buf.len();
+                    let mut too_large = false;
                     for r in &records {
+                        let before = buf.len();
                         record::encode(r, &mut buf);
+                        too_large |= buf.len() - before > record::MAX_FRAME + record::FRAME_HEADER;
+                    }
+                    if too_large {
+                        // Never write a frame recovery would refuse (it would
+                        // cut the log there): refuse this append alone.
+                        buf.truncate(start);
+                        let _ = tx.send(Err(StorageError::Io(
+                            "a record is larger than the log's frame limit".into(),
+                        )));
+                        continue;
                     }
                     waiters.push(tx);
                 }

@@ -158,6 +158,14 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "nack" => {
             let b: ReceiptsBody = from_map(map).map_err(fail)?;
+            if let Some(d) = b.delay_seconds {
+                let max = crate::model::MAX_VISIBILITY_SECONDS;
+                if d > max {
+                    return Err(fail(ApiError::invalid_request(format!(
+                        "delay_seconds is {d}; it must be between 0 and {max}"
+                    ))));
+                }
+            }
             Op::Nack {
                 receipts: b.receipts,
                 delay_seconds: b.delay_seconds,

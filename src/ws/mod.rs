@@ -81,7 +81,9 @@ impl Outbox {
     pub(crate) fn send(&self, text: String) -> bool {
         let n = text.len();
         let total = self.queued.fetch_add(n, Ordering::AcqRel) + n;
-        if total > self.limit {
+        // Pushes stop at `limit`; answers get as much again on top, so a
+        // client reading at its pace is never closed for an ack's answer.
+        if total > self.limit.saturating_mul(2) {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             self.overflowed.notify_one();
             return false;
@@ -483,8 +485,15 @@ impl Session {
         } else {
             (self.state.hub.nack_any(&valid, delay_seconds)?, Vec::new())
         };
+        // Only settled receipts stop counting against prefetch.
+        let settled: Vec<Receipt> = valid
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(rc, _)| *rc)
+            .collect();
         for s in self.subs.values() {
-            s.outstanding.remove_all(&valid);
+            s.outstanding.remove_all(&settled);
         }
         let mut it = results.into_iter();
         let out: Vec<serde_json::Value> = receipts
