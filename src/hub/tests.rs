@@ -684,4 +684,69 @@ mod durable {
             .collect();
         assert_eq!(snaps.len(), 1);
     }
+
+    #[tokio::test]
+    async fn queue_delay_survives_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(T0));
+        {
+            let h = reopen(dir.path(), clock.clone()).await;
+            h.put_queue(
+                &q("slow"),
+                &QueueSettingsPatch {
+                    delay_seconds: Some(600),
+                    ..QueueSettingsPatch::default()
+                },
+            )
+            .await
+            .expect("queue");
+            h.send(&q("slow"), vec![text("later")]).await.expect("send");
+        }
+        let h = reopen(dir.path(), clock.clone()).await;
+        let st = h.describe_queue(&q("slow")).expect("slow").stats;
+        assert_eq!((st.delayed, st.visible), (1, 0));
+        clock.advance(600_000);
+        assert_eq!(recv(&h, "slow", 1).await.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn oversized_publish_to_an_unmatched_fifo_topic_is_refused() {
+    let (h, _) = hub();
+    h.put_topic(
+        &t("ft"),
+        &TopicSettingsPatch {
+            fifo: Some(true),
+            ..TopicSettingsPatch::default()
+        },
+    )
+    .await
+    .expect("topic");
+    let big = NewMessage {
+        group_id: Some("g".into()),
+        dedup_id: Some("d".into()),
+        ..text(&"x".repeat(1_048_577))
+    };
+    let r = h.publish(&t("ft"), vec![big]).await.expect("publish");
+    assert!(matches!(r[0], Err(HubError::MessageTooLarge { .. })));
+}
+
+#[tokio::test]
+async fn receive_on_a_deleted_queue_handle_is_queue_not_found() {
+    let (h, _) = hub();
+    h.put_queue(&q("gone"), &QueueSettingsPatch::default())
+        .await
+        .expect("queue");
+    let handle = h.queue(&q("gone")).expect("handle");
+    h.delete_queue(&q("gone")).await.expect("delete");
+    let r = h
+        .receive_on(
+            &handle,
+            ReceiveRequest {
+                wait_seconds: Some(PARK_UNTIL_MESSAGE),
+                ..ReceiveRequest::default()
+            },
+        )
+        .await;
+    assert!(matches!(r, Err(HubError::QueueNotFound(_))));
 }
