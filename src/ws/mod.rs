@@ -468,10 +468,11 @@ impl Session {
         if receipts.is_empty() {
             return Err(ApiError::invalid_request("receipts must not be empty"));
         }
-        if receipts.len() > crate::hub::MAX_BATCH {
+        // One frame may settle a whole prefetch window (up to 1000).
+        if receipts.len() > frames::MAX_PREFETCH as usize {
             return Err(HubError::BatchTooLarge(format!(
                 "at most {} receipts per frame",
-                crate::hub::MAX_BATCH
+                frames::MAX_PREFETCH
             ))
             .into());
         }

@@ -980,7 +980,8 @@ async fn bad_frames_answer_invalid_request_and_the_connection_stays() {
     ] {
         ws.error(bad, "InvalidRequest").await;
     }
-    let many: Vec<String> = (0..101).map(|i| format!("r{i}")).collect();
+    // A frame settles up to a whole prefetch window (1000 receipts).
+    let many: Vec<String> = (0..1001).map(|i| format!("r{i}")).collect();
     ws.error(json!({"op": "ack", "receipts": many}), "BatchTooLarge")
         .await;
     ws.error(
