@@ -166,6 +166,40 @@ pub struct ReceiptOut {
     pub error: Option<ErrorBody>,
 }
 
+/// Per-receipt outcomes in the order given: receipts that did not decode are
+/// `ReceiptInvalid`; the others take `results` in turn. Shared by HTTP and
+/// WebSocket answers.
+pub fn receipt_results(
+    receipts: &[String],
+    decoded: &[Option<crate::queue::Receipt>],
+    results: Vec<Result<(), crate::queue::ReceiptError>>,
+) -> Vec<ReceiptOut> {
+    use crate::queue::ReceiptError;
+    let mut results = results.into_iter();
+    receipts
+        .iter()
+        .zip(decoded)
+        .map(|(text, d)| {
+            let r = match d {
+                None => Err(ReceiptError::Invalid),
+                Some(_) => results.next().unwrap_or(Err(ReceiptError::Invalid)),
+            };
+            match r {
+                Ok(()) => ReceiptOut {
+                    receipt: text.clone(),
+                    ok: Some(true),
+                    error: None,
+                },
+                Err(e) => ReceiptOut {
+                    receipt: text.clone(),
+                    ok: None,
+                    error: Some(super::error::receipt_error_body(e)),
+                },
+            }
+        })
+        .collect()
+}
+
 /// `POST .../receive`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

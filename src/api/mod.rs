@@ -21,7 +21,7 @@ use serde_json::json;
 
 use body::{read_body, JsonBody};
 use dto::{EntryOut, MessageOut, PublishInput, ReceiptOut, ReceiptsBody};
-use error::{receipt_error_body, ApiError};
+use error::ApiError;
 use receipt::ReceiptCodec;
 
 use crate::hub::{Hub, HubError, NewMessage, ReceiveRequest, MAX_BATCH};
@@ -489,29 +489,7 @@ fn receipts_answer(
     decoded: Vec<Option<Receipt>>,
     results: Vec<Result<(), ReceiptError>>,
 ) -> ApiResult {
-    let mut results = results.into_iter();
-    let out: Vec<ReceiptOut> = receipts
-        .iter()
-        .zip(decoded)
-        .map(|(text, d)| {
-            let r = match d {
-                None => Err(ReceiptError::Invalid),
-                Some(_) => results.next().unwrap_or(Err(ReceiptError::Invalid)),
-            };
-            match r {
-                Ok(()) => ReceiptOut {
-                    receipt: text.clone(),
-                    ok: Some(true),
-                    error: None,
-                },
-                Err(e) => ReceiptOut {
-                    receipt: text.clone(),
-                    ok: None,
-                    error: Some(receipt_error_body(e)),
-                },
-            }
-        })
-        .collect();
+    let out = dto::receipt_results(receipts, &decoded, results);
     #[derive(serde::Serialize)]
     struct Results {
         results: Vec<ReceiptOut>,

@@ -25,12 +25,12 @@ use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::api::error::{receipt_error_body, ApiError};
+use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::config::WsConfig;
 use crate::hub::HubError;
 use crate::model::{QueueName, TopicName};
-use crate::queue::{Receipt, ReceiptError};
+use crate::queue::Receipt;
 use frames::{ClientFrame, Op};
 use push::{Outstanding, PushSub};
 
@@ -496,24 +496,7 @@ impl Session {
         for s in self.subs.values() {
             s.outstanding.remove_all(&settled);
         }
-        let mut it = results.into_iter();
-        let out: Vec<serde_json::Value> = receipts
-            .iter()
-            .zip(decoded)
-            .map(|(text, d)| {
-                let r = match d {
-                    None => Err(ReceiptError::Invalid),
-                    Some(_) => it.next().unwrap_or(Err(ReceiptError::Invalid)),
-                };
-                match r {
-                    Ok(()) => json!({"receipt": text, "ok": true}),
-                    Err(e) => {
-                        let b = receipt_error_body(e);
-                        json!({"receipt": text, "error": {"code": b.code, "message": b.message}})
-                    }
-                }
-            })
-            .collect();
+        let out = crate::api::dto::receipt_results(&receipts, &decoded, results);
         Ok((json!({ "results": out }), commits))
     }
 
