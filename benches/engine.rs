@@ -97,6 +97,7 @@ fn message(group: Option<Arc<str>>) -> Arc<MessageData> {
         sent_at: START,
         size: BODY_BYTES,
         visible_at: None,
+        loc: Default::default(),
     })
 }
 

@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// [default: 100000].
     #[arg(long, env = "PUBQ_MAX_SUBSCRIPTIONS_PER_TOPIC")]
     pub max_subscriptions_per_topic: Option<usize>,
+    /// Bytes of queued messages kept in memory; past it, messages already
+    /// on disk are read back from the log when delivered (durable mode)
+    /// [default: 128 MiB].
+    #[arg(long, env = "PUBQ_MESSAGE_CACHE_BYTES")]
+    pub message_cache_bytes: Option<u64>,
     /// How long a shutdown waits for requests in progress (e.g. 10s).
     #[arg(long, env = "PUBQ_SHUTDOWN_GRACE", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
@@ -135,6 +140,7 @@ pub struct ServerSection {
     pub max_queues: Option<usize>,
     pub max_topics: Option<usize>,
     pub max_subscriptions_per_topic: Option<usize>,
+    pub message_cache_bytes: Option<u64>,
     pub shutdown_grace_seconds: Option<u64>,
     pub resume_seconds: Option<u64>,
     pub max_frame_bytes: Option<usize>,
@@ -242,6 +248,9 @@ pub struct Limits {
     pub max_queues: usize,
     pub max_topics: usize,
     pub max_subscriptions_per_topic: usize,
+    /// Bytes of queued messages held in memory before the pager swaps
+    /// written ones for their disk location.
+    pub message_cache_bytes: u64,
 }
 
 impl Default for Limits {
@@ -252,6 +261,7 @@ impl Default for Limits {
             max_queues: 100_000,
             max_topics: 100_000,
             max_subscriptions_per_topic: 100_000,
+            message_cache_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -360,6 +370,10 @@ impl ServerConfig {
                 .max_subscriptions_per_topic
                 .or(s.max_subscriptions_per_topic)
                 .unwrap_or(d.max_subscriptions_per_topic),
+            message_cache_bytes: args
+                .message_cache_bytes
+                .or(s.message_cache_bytes)
+                .unwrap_or(d.message_cache_bytes),
         };
         let shutdown_grace = args
             .shutdown_grace

@@ -159,6 +159,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     declare(&hub, &config.declare).await?;
     state.ready.store(true, Ordering::Release);
     spawn_checkpoints(hub.clone());
+    hub.spawn_pager();
     hub.spawn_temp_reaper(config.ws.resume_window);
     Ok(ServerHandle {
         addr,

@@ -11,10 +11,10 @@ use serde_json::value::RawValue;
 use super::body::parse_json;
 use super::error::{ApiError, ErrorBody};
 use super::receipt::ReceiptCodec;
+use crate::hub::Delivery;
 use crate::hub::{NewMessage, QueueInfo, TopicInfo};
 use crate::model::time::{format_rfc3339, parse_rfc3339};
 use crate::model::{BodyEncoding, MessageId, QueueName, QueueSettings, QueueSettingsPatch};
-use crate::queue::Delivery;
 
 /// A message as published or sent.
 #[derive(Debug, Deserialize)]

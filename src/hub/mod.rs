@@ -10,6 +10,7 @@
 
 mod error;
 pub mod filter;
+mod paging;
 mod publish;
 mod queue_handle;
 mod redrive;
@@ -26,6 +27,7 @@ use dashmap::DashMap;
 use rand::Rng;
 
 pub use error::HubError;
+pub use paging::Delivery;
 pub use publish::{EntryResult, NewMessage};
 pub use queue_handle::QueueHandle;
 pub use redrive::{RedriveProgress, RedriveStarted};
@@ -39,7 +41,9 @@ use crate::model::{
     TopicSettingsPatch, MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS,
 };
 use crate::queue::ReceiptError;
-use crate::queue::{DeadLetterMove, Delivery, EnqueueOptions, QueueState, QueueStats, Receipt};
+use crate::queue::{
+    self as engine, DeadLetterMove, EnqueueOptions, QueueState, QueueStats, Receipt,
+};
 use crate::storage::{Commit, CopyRec, MemoryStorage, Record, Storage};
 use filter::FilterPolicy;
 use queue_handle::Waiter;
@@ -86,6 +90,9 @@ pub struct ReceiveRequest {
     pub visibility_timeout_seconds: Option<u32>,
 }
 
+/// (source queue uid, seq) -> (destination queue uid, seq).
+type MovedDuringCapture = std::collections::HashMap<(u64, u64), (u64, u64)>;
+
 /// The hub. Cheap to clone; every clone is the same hub.
 #[derive(Clone)]
 pub struct Hub {
@@ -119,6 +126,9 @@ pub(crate) struct HubInner {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Where changes are made durable.
     storage: Arc<dyn Storage>,
+    /// While a checkpoint captures: moves between queues confirmed since it
+    /// began, (source uid, seq) -> (destination uid, seq).
+    moved: Mutex<Option<MovedDuringCapture>>,
     /// Whether `storage` keeps anything (else no records are built).
     durable: bool,
 }
@@ -151,6 +161,7 @@ impl Hub {
                 shutdown,
                 storage,
                 durable,
+                moved: Mutex::new(None),
             }),
         }
     }
@@ -788,11 +799,9 @@ impl Hub {
                     queue: q,
                     rx: Some(rx),
                 };
-                if *shutdown.borrow() {
-                    return Ok(parked.give_up());
-                }
-                let Some(rx) = parked.rx.as_mut() else {
-                    return Ok(Vec::new());
+                let rx = match parked.rx.as_mut() {
+                    Some(rx) if !*shutdown.borrow() => rx,
+                    _ => return self.resolve(q, parked.give_up()),
                 };
                 // A push subscription parks without a deadline: no timer to
                 // set and cancel per delivery (thousands of subscribers).
@@ -818,11 +827,13 @@ impl Hub {
         let mut guard = ReleaseOnDrop {
             hub: self,
             queue: q,
-            deliveries: Some(got),
+            deliveries: None,
         };
-        let got_ref = guard.deliveries.as_deref().unwrap_or_default();
-        self.log_received(q.uid(), got_ref).await?;
-        Ok(guard.deliveries.take().unwrap_or_default())
+        let got = self.resolve(q, got)?;
+        guard.deliveries = Some(got.iter().map(Delivery::lease).collect());
+        self.log_received(q.uid(), &got).await?;
+        guard.deliveries = None;
+        Ok(got)
     }
 
     /// Makes receive counts durable before the messages are handed out, so a
@@ -991,22 +1002,47 @@ impl Hub {
                     None => {
                         tracing::error!(queue = %m.source, dlq = %m.target,
                             "dead-letter queue and source are gone; message dropped");
+                        self.departed(m.source_uid, m.source_seq, None);
                         continue;
                     }
                 },
             };
-            let msg = m.message.clone();
+            // The move is logged with the message itself (read back if it
+            // was paged out), and the copy in the dead-letter queue refers to
+            // that new record, not the source's: a checkpoint racing with the
+            // move may drop the source's segment.
+            let loaded = if self.inner.durable {
+                match self.load(&m.message) {
+                    Ok(a) => Some(a.relocated()),
+                    Err(e) => {
+                        tracing::error!(queue = %m.source, error = %e,
+                            "cannot read a message moving to its dead-letter queue");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let msg = match &loaded {
+                Some(a) => crate::model::MsgRef::Mem(a.clone()),
+                None => m.message.clone(),
+            };
             let dead_letter_source = opts.dead_letter_source.clone();
             let receive_count = opts.receive_count;
             let (r, more) = dest.with(now, |g| g.engine.enqueue(msg, opts, now));
-            match r {
-                Ok(crate::queue::EnqueueOutcome::Enqueued { seq }) => {
+            let arrived = match &r {
+                Ok(crate::queue::EnqueueOutcome::Enqueued { seq }) => Some((dest.uid(), *seq)),
+                _ => None,
+            };
+            match (r, loaded) {
+                (Ok(crate::queue::EnqueueOutcome::Enqueued { .. }), None) => {}
+                (Ok(crate::queue::EnqueueOutcome::Enqueued { seq }), Some(message)) => {
                     // Not awaited: if lost in a crash the message is still in
                     // its source with its count, and moves again.
                     self.log(|| {
                         vec![
                             Record::Publish {
-                                message: m.message.clone(),
+                                message,
                                 copies: vec![CopyRec {
                                     queue_uid: dest.uid(),
                                     seq,
@@ -1024,12 +1060,36 @@ impl Hub {
                     })
                     .detach();
                 }
-                Ok(_) => {}
-                Err(e) => {
+                (Ok(_), _) => {}
+                (Err(e), _) => {
                     tracing::error!(queue = %m.target, error = %e, "dead-letter enqueue refused");
                 }
             }
+            // Placed and logged: a checkpoint finds it in its new queue now.
+            self.departed(m.source_uid, m.source_seq, arrived);
             moves.extend(more);
+        }
+    }
+}
+
+impl Hub {
+    /// A message moved out of queue `uid` arrived where it was going
+    /// (`dest`: that queue and its sequence number there).
+    pub(crate) fn departed(&self, uid: u64, seq: u64, dest: Option<(u64, u64)>) {
+        if let Some(q) = self.inner.by_uid.get(&uid).map(|q| q.clone()) {
+            let mut g = q.lock();
+            g.engine.departed(seq);
+            // While a checkpoint runs, remember where it went (see `capture`).
+            if let (Some(dest), Some(moved)) = (
+                dest,
+                self.inner
+                    .moved
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut(),
+            ) {
+                moved.insert((uid, seq), dest);
+            }
         }
     }
 }
@@ -1040,11 +1100,11 @@ impl Hub {
 struct Parked<'a> {
     hub: &'a Hub,
     queue: &'a QueueHandle,
-    rx: Option<tokio::sync::oneshot::Receiver<Vec<Delivery>>>,
+    rx: Option<tokio::sync::oneshot::Receiver<Vec<engine::Delivery>>>,
 }
 
 impl Parked<'_> {
-    fn give_up(&mut self) -> Vec<Delivery> {
+    fn give_up(&mut self) -> Vec<engine::Delivery> {
         match self.rx.take() {
             Some(mut rx) => {
                 rx.close();
@@ -1067,7 +1127,7 @@ impl Drop for Parked<'_> {
 impl Hub {
     /// Undoes leases that never reached a consumer and hands the messages to
     /// the next waiter at once.
-    fn release(&self, q: &QueueHandle, got: &[Delivery]) {
+    fn release(&self, q: &QueueHandle, got: &[engine::Delivery]) {
         let ((), moves) = q.with(self.now(), |g| g.engine.release(got));
         self.forward_dead_letters(moves);
     }
@@ -1077,7 +1137,7 @@ impl Hub {
 struct ReleaseOnDrop<'a> {
     hub: &'a Hub,
     queue: &'a QueueHandle,
-    deliveries: Option<Vec<Delivery>>,
+    deliveries: Option<Vec<engine::Delivery>>,
 }
 
 impl Drop for ReleaseOnDrop<'_> {

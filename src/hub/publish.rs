@@ -483,6 +483,7 @@ fn build(
         sent_at: now,
         size,
         visible_at,
+        loc: Default::default(),
     }
 }
 

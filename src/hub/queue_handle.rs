@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::model::{Clock, Millis, QueueName};
 use crate::queue::{DeadLetterMove, Delivery, QueueState};
+// The engine-level delivery: a message reference, resolved by the hub.
 
 /// A parked long-poll receive.
 pub(crate) struct Waiter {
@@ -85,6 +86,9 @@ pub struct QueueHandle {
     /// The visibility timeout in ms (push consumers count credit with it).
     pub(crate) visibility_ms: AtomicU64,
     pub(crate) retention_seconds: AtomicU32,
+    /// Bytes of messages the engine holds in memory, as of its last change
+    /// (the pager reads it without locking).
+    pub(crate) resident: AtomicU64,
 }
 
 impl QueueHandle {
@@ -97,6 +101,7 @@ impl QueueHandle {
             visibility_ms: AtomicU64::new(s.visibility_ms()),
             retention_seconds: AtomicU32::new(retention),
             temporary: AtomicBool::new(false),
+            resident: AtomicU64::new(engine.resident_bytes()),
             name: engine.name().clone(),
             uid: engine.uid(),
             inner: Mutex::new(QueueInner {
@@ -191,6 +196,8 @@ impl QueueHandle {
         g.serve_waiters(now);
         let next = g.engine.next_deadline().unwrap_or(u64::MAX);
         g.next_due = next;
+        self.resident
+            .store(g.engine.resident_bytes(), Ordering::Relaxed);
         drop(g);
         if wake_timer && next < self.timer_due.load(Ordering::Acquire) {
             self.timer_wake.notify_one();

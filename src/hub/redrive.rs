@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Hub, HubError};
-use crate::model::{MessageId, Millis, QueueName};
+use crate::model::{MessageId, Millis, MsgRef, QueueName};
 use crate::queue::{EnqueueOptions, EnqueueOutcome};
 use crate::storage::{CopyRec, Record};
 
@@ -136,12 +136,36 @@ impl Hub {
                     dedup_id: None,
                     receive_count: 0,
                     // A message whose source vanished mid-step stays a dead letter.
-                    dead_letter_source: (!back_home).then_some(src),
+                    dead_letter_source: (!back_home).then(|| src.clone()),
                     skip_dedup: true,
                 };
                 let dead_letter_source = opts.dead_letter_source.clone();
-                let message = item.message.clone();
-                let (r, more) = dest.with(now, |g| g.engine.enqueue(item.message, opts, now));
+                // Logged with the message itself (read back if paged out).
+                let message = match self.load(&item.message) {
+                    // Its own record: see `forward_dead_letters`.
+                    Ok(m) => m.relocated(),
+                    Err(e) => {
+                        tracing::error!(queue = %dlq, error = %e,
+                            "cannot read a message to redrive; it stays");
+                        let back = EnqueueOptions {
+                            dead_letter_source: Some(src.clone()),
+                            ..opts
+                        };
+                        let ((), more) = q.with(now, |g| {
+                            let _ = g.engine.enqueue(item.message, back, now);
+                        });
+                        self.departed(q.uid(), item.seq, None);
+                        self.forward_dead_letters(more);
+                        continue;
+                    }
+                };
+                let (r, more) = dest.with(now, |g| {
+                    g.engine.enqueue(MsgRef::Mem(message.clone()), opts, now)
+                });
+                let arrived = match &r {
+                    Ok(EnqueueOutcome::Enqueued { seq }) => Some((dest.uid(), *seq)),
+                    _ => None,
+                };
                 match r {
                     Ok(EnqueueOutcome::Enqueued { seq }) => {
                         // Not awaited: a move lost in a crash leaves the
@@ -172,6 +196,7 @@ impl Hub {
                         tracing::error!(queue = %dlq, error = %e, "redrive enqueue refused");
                     }
                 }
+                self.departed(q.uid(), item.seq, arrived);
                 self.forward_dead_letters(more);
             }
             task.moved.fetch_add(n, Ordering::Relaxed);

@@ -9,20 +9,20 @@
 //!   purged anywhere in the stream, or is below the snapshot's watermark for
 //!   the queue (the snapshot already holds it, or its deletion);
 //! - deletes are remembered as tombstones for the whole replay;
-//! - receive counts take the maximum seen.
+//! - receive counts take the maximum seen;
+//! - a message read from a log segment is kept as its location, so a
+//!   restart with a deep backlog reads an index, not the bodies.
 //!
 //! Leases are not recovered: a message in flight at the crash is visible
 //! again at once, with its durable receive count.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{Hub, HubError};
-use crate::model::{
-    MessageData, MessageId, Millis, QueueName, QueueSettings, TopicName, TopicSettings,
-};
+use crate::model::{BodyLoc, MessageId, Millis, MsgRef, QueueName, TopicName, TopicSettings};
 use crate::queue::{QueueState, RestoreOptions};
-use crate::storage::{CopyRec, Record, ReplayReport};
+use crate::storage::{Record, ReplayReport};
 
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,35 +33,104 @@ pub struct RestoreReport {
     pub messages: usize,
 }
 
+/// Sequence numbers deleted anywhere in the stream, as ranges (acks come
+/// mostly in order, so a drained backlog is a handful of ranges).
 #[derive(Default)]
+struct SeqRanges(BTreeMap<u64, u64>);
+
+impl SeqRanges {
+    fn contains(&self, s: u64) -> bool {
+        self.0
+            .range(..=s)
+            .next_back()
+            .is_some_and(|(_, end)| s < *end)
+    }
+
+    fn insert(&mut self, s: u64) {
+        if self.contains(s) {
+            return;
+        }
+        let mut start = s;
+        let mut end = s + 1;
+        if let Some((&a, &b)) = self.0.range(..s).next_back() {
+            if b == s {
+                start = a;
+                self.0.remove(&a);
+            }
+        }
+        if let Some(&b) = self.0.get(&end) {
+            self.0.remove(&end);
+            end = b;
+        }
+        self.0.insert(start, end);
+    }
+}
+
 struct QueueRebuild {
-    name: Option<QueueName>,
-    settings: QueueSettings,
+    engine: QueueState,
     temporary: bool,
-    messages: BTreeMap<u64, (Arc<MessageData>, CopyRec)>,
-    tombstones: HashSet<u64>,
+    tombstones: SeqRanges,
     purged_below: u64,
     watermark: u64,
     max_seq: u64,
+    /// Receive counts of messages not (yet) seen.
     received: HashMap<u64, (u32, Millis)>,
     dedup: Vec<(String, MessageId, Millis)>,
 }
 
-#[derive(Default)]
+impl QueueRebuild {
+    /// Whether a copy of `seq` from the stream should be put back.
+    fn wants(&mut self, seq: u64) -> bool {
+        self.max_seq = self.max_seq.max(seq);
+        !(seq < self.watermark || seq < self.purged_below || self.tombstones.contains(seq))
+    }
+
+    fn put(&mut self, seq: u64, msg: MsgRef, mut opts: RestoreOptions, now: Millis) {
+        if let Some((count, first)) = self.received.remove(&seq) {
+            if count >= opts.receive_count {
+                opts.receive_count = count;
+                opts.first_received_at =
+                    Some(opts.first_received_at.map_or(first, |f| f.min(first)));
+            }
+        }
+        if !self.engine.is_fifo() {
+            opts.group_id = None;
+        }
+        self.engine.restore(seq, msg, opts, now);
+    }
+}
+
+/// The state being rebuilt: messages go straight into their queue engines
+/// as records stream by (a deep backlog is never held twice).
 struct Rebuild {
+    now: Millis,
     topics: BTreeMap<TopicName, TopicSettings>,
     topic_dedup: HashMap<TopicName, Vec<(String, MessageId, Millis)>>,
     queues: HashMap<u64, QueueRebuild>,
     names: HashMap<QueueName, u64>,
     subs: BTreeMap<(TopicName, QueueName), Option<String>>,
+    messages: usize,
 }
 
 impl Rebuild {
-    fn queue(&mut self, uid: u64) -> Option<&mut QueueRebuild> {
-        self.queues.get_mut(&uid).filter(|q| q.name.is_some())
+    fn new(now: Millis) -> Self {
+        Self {
+            now,
+            topics: BTreeMap::new(),
+            topic_dedup: HashMap::new(),
+            queues: HashMap::new(),
+            names: HashMap::new(),
+            subs: BTreeMap::new(),
+            messages: 0,
+        }
     }
 
-    fn apply(&mut self, r: Record) {
+    fn queue(&mut self, uid: u64) -> Option<&mut QueueRebuild> {
+        self.queues.get_mut(&uid)
+    }
+
+    fn apply(&mut self, r: Record, loc: Option<BodyLoc>) {
+        let now = self.now;
         match r {
             Record::TopicPut { name, settings } => {
                 self.topics.insert(name, settings);
@@ -82,10 +151,27 @@ impl Rebuild {
                         self.queues.remove(&old);
                     }
                 }
-                let q = self.queues.entry(uid).or_default();
-                q.name = Some(name);
-                q.settings = settings;
-                q.temporary = temporary;
+                match self.queues.get_mut(&uid) {
+                    Some(q) => {
+                        q.engine.update_settings(settings);
+                        q.temporary = temporary;
+                    }
+                    None => {
+                        self.queues.insert(
+                            uid,
+                            QueueRebuild {
+                                engine: QueueState::new(name, uid, settings),
+                                temporary,
+                                tombstones: SeqRanges::default(),
+                                purged_below: 0,
+                                watermark: 0,
+                                max_seq: 0,
+                                received: HashMap::new(),
+                                dedup: Vec::new(),
+                            },
+                        );
+                    }
+                }
             }
             Record::QueueDelete { name, uid } => {
                 self.queues.remove(&uid);
@@ -115,36 +201,66 @@ impl Rebuild {
                         ));
                     }
                 }
+                // Read from a segment: keep the location, not the message.
+                let msg = match loc {
+                    Some(l) => MsgRef::Disk(l),
+                    None => MsgRef::Mem(message.clone()),
+                };
                 for c in copies {
-                    let Some(q) = self.queue(c.queue_uid) else {
+                    let Some(q) = self.queues.get_mut(&c.queue_uid) else {
                         continue;
                     };
-                    q.max_seq = q.max_seq.max(c.seq);
                     // Only the original enqueue arms the window (a redrive or a
                     // dead-letter move skips dedup and is enqueued later).
                     let original = c.enqueued_at == message.sent_at;
-                    if q.settings.fifo && c.dead_letter_source.is_none() && original {
+                    let settings = q.engine.settings();
+                    if settings.fifo && c.dead_letter_source.is_none() && original {
                         if let Some(key) = &message.dedup_id {
                             let exp =
-                                c.enqueued_at + u64::from(q.settings.dedup_window_seconds) * 1000;
+                                c.enqueued_at + u64::from(settings.dedup_window_seconds) * 1000;
                             q.dedup.push((key.to_string(), message.id, exp));
                         }
                     }
-                    if c.seq < q.watermark
-                        || c.seq < q.purged_below
-                        || q.tombstones.contains(&c.seq)
-                    {
+                    if !q.wants(c.seq) {
                         continue;
                     }
-                    q.messages.insert(c.seq, (message.clone(), c));
+                    let opts = RestoreOptions {
+                        receive_count: c.receive_count,
+                        first_received_at: None,
+                        enqueued_at: c.enqueued_at,
+                        visible_at: c.visible_at,
+                        group_id: message.group_id.clone(),
+                        dead_letter_source: c.dead_letter_source,
+                    };
+                    q.put(c.seq, msg.clone(), opts, now);
+                    self.messages += 1;
                 }
+            }
+            Record::Stored(r) => {
+                let Some(q) = self.queues.get_mut(&r.queue_uid) else {
+                    return;
+                };
+                if !q.wants(r.seq) {
+                    return;
+                }
+                let opts = RestoreOptions {
+                    receive_count: r.receive_count,
+                    first_received_at: r.first_received_at,
+                    enqueued_at: r.enqueued_at,
+                    visible_at: r.visible_at,
+                    group_id: r.group_id,
+                    dead_letter_source: r.dead_letter_source,
+                };
+                q.put(r.seq, MsgRef::Disk(r.loc), opts, now);
+                self.messages += 1;
             }
             Record::Delete { queue_uid, seqs } => {
                 if let Some(q) = self.queue(queue_uid) {
                     for s in seqs {
                         q.max_seq = q.max_seq.max(s);
-                        q.messages.remove(&s);
+                        q.engine.restore_remove(s);
                         q.tombstones.insert(s);
+                        q.received.remove(&s);
                     }
                 }
             }
@@ -152,6 +268,11 @@ impl Rebuild {
                 if let Some(q) = self.queue(queue_uid) {
                     for (seq, count, first) in entries {
                         q.max_seq = q.max_seq.max(seq);
+                        if q.tombstones.contains(seq)
+                            || q.engine.restore_received(seq, count, first)
+                        {
+                            continue;
+                        }
                         let e = q.received.entry(seq).or_insert((count, first));
                         if count > e.0 {
                             *e = (count, e.1.min(first));
@@ -166,7 +287,8 @@ impl Rebuild {
                 if let Some(q) = self.queue(queue_uid) {
                     q.purged_below = q.purged_below.max(below_seq);
                     q.max_seq = q.max_seq.max(below_seq.saturating_sub(1));
-                    q.messages = q.messages.split_off(&below_seq);
+                    q.engine.restore_purge_below(below_seq);
+                    q.received.retain(|s, _| *s >= below_seq);
                 }
             }
             Record::QueueSeq {
@@ -206,14 +328,14 @@ impl Hub {
     /// run on the blocking pool.
     pub async fn restore(&self) -> Result<RestoreReport, HubError> {
         let storage = self.storage().clone();
+        let now = self.now();
         let (rebuild, report) = tokio::task::spawn_blocking(move || {
-            let mut rb = Rebuild::default();
-            let rep = storage.replay(&mut |r| rb.apply(r));
+            let mut rb = Rebuild::new(now);
+            let rep = storage.replay(&mut |r, loc| rb.apply(r, loc));
             rep.map(|rep| (rb, rep))
         })
         .await
         .map_err(|e| HubError::Storage(e.to_string()))??;
-        let now = self.now();
         let mut out = RestoreReport {
             storage: report,
             ..RestoreReport::default()
@@ -232,37 +354,13 @@ impl Hub {
             self.inner.topics.insert(name, t);
             out.topics += 1;
         }
-        for (uid, q) in rebuild.queues {
-            let Some(name) = q.name else { continue };
-            let fifo = q.settings.fifo;
-            let mut engine = QueueState::new(name, uid, q.settings);
-            for (seq, (message, copy)) in q.messages {
-                let (count, first) = q
-                    .received
-                    .get(&seq)
-                    .map_or((copy.receive_count, None), |(c, f)| {
-                        (copy.receive_count.max(*c), Some(*f))
-                    });
-                let group_id = if fifo { message.group_id.clone() } else { None };
-                engine.restore(
-                    seq,
-                    message,
-                    RestoreOptions {
-                        receive_count: count,
-                        first_received_at: first.filter(|_| count > 0),
-                        enqueued_at: copy.enqueued_at,
-                        visible_at: copy.visible_at,
-                        group_id,
-                        dead_letter_source: copy.dead_letter_source,
-                    },
-                    now,
-                );
-                out.messages += 1;
-            }
+        for (_, q) in rebuild.queues {
+            let mut engine = q.engine;
             engine.finish_restore(q.watermark.max(q.max_seq + 1).max(q.purged_below));
             for (key, id, exp) in q.dedup {
                 engine.restore_dedup(Arc::from(key.as_str()), id, exp, now);
             }
+            out.messages += engine.len();
             self.install_queue(engine, q.temporary);
             out.queues += 1;
         }

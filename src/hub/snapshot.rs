@@ -1,23 +1,35 @@
 //! Checkpoints: capturing the hub's state as records so storage can write a
 //! snapshot and drop the log it covers. Recovery then replays only the tail.
 //!
+//! A message already in the log is captured as a reference (`Stored`:
+//! queue, sequence, location, counts), so a checkpoint of a deep backlog
+//! writes tens of bytes per message and the segments holding the bodies are
+//! kept; only messages not yet written are captured whole.
+//!
 //! Consistency: the log is rotated first, then the state is captured. Every
 //! change whose record went to an older segment was applied in memory before
 //! the rotation, so the capture holds it. Changes racing with the capture land
 //! in the new segment and replay idempotently (see `restore`): each queue's
 //! captured `next_seq` marks which publishes the snapshot already covers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Hub, HubError};
-use crate::model::MessageData;
-use crate::storage::{CopyRec, Record};
+use super::{Hub, HubError, QueueHandle};
+use crate::model::MsgRef;
+use crate::queue::SnapshotEntry;
+use crate::storage::{CopyRec, Record, SnapshotSink, StorageError, StoredRec};
 
 /// Receive counts per snapshot record (20 bytes each: well under the frame limit).
 const RECEIVED_PER_RECORD: usize = 50_000;
+
+/// How long a checkpoint waits for moves between queues it saw in flight.
+const TRANSIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Messages captured per queue lock hold.
+const CAPTURE_SLICE: usize = 16_384;
 
 /// How often the hub asks storage whether a checkpoint is due.
 pub const CHECKPOINT_POLL: Duration = Duration::from_secs(2);
@@ -35,113 +47,255 @@ impl Hub {
     /// Rotates the log, captures the state and writes it as a snapshot.
     pub async fn checkpoint(&self) -> Result<(), HubError> {
         let base = self.storage().rotate().await?;
-        let records = self.capture();
-        // Records appended before or during the capture (dead-letter moves and
-        // redrives are not awaited) must be durable before the snapshot makes
-        // the old segments go.
-        self.storage().append(Vec::new()).await?;
-        let storage = self.storage().clone();
-        tokio::task::spawn_blocking(move || storage.write_snapshot(base, records))
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || hub.write_checkpoint(base))
             .await
             .map_err(|e| HubError::Storage(e.to_string()))??;
         Ok(())
     }
 
-    /// The whole state as records: definitions first, then messages (each
-    /// body once, with all its copies), then each queue's sequence watermark.
-    pub(crate) fn capture(&self) -> Vec<Record> {
-        let _admin = self.admin_lock();
+    /// Streams the state into a snapshot with base `base` (blocking).
+    fn write_checkpoint(&self, base: u64) -> Result<(), StorageError> {
+        let storage = self.storage().clone();
+        let mut sink = storage.begin_snapshot(base)?;
+        let keep = self.capture(&mut *sink)?;
+        // Records appended before or during the capture (dead-letter moves
+        // and redrives are not awaited) must be durable before the snapshot
+        // makes the old segments go.
+        futures::executor::block_on(storage.append(Vec::new()))?;
+        sink.finish(&keep)
+    }
+
+    /// Writes the whole state as records: definitions first, then each
+    /// queue's messages (a `Stored` reference for every message already in
+    /// the log, the message itself otherwise), receive counts, dedup window
+    /// and sequence watermark. Answers the segments the references need.
+    ///
+    /// Definitions are taken under the admin lock; each queue's messages in
+    /// slices under its own lock (a deep queue is never held for long).
+    /// Changes racing with the capture are in the new segment and replay
+    /// idempotently.
+    pub(crate) fn capture(
+        &self,
+        sink: &mut dyn SnapshotSink,
+    ) -> Result<BTreeSet<u64>, StorageError> {
         let now = self.now();
-        let mut out = Vec::new();
-        let mut tail = Vec::new();
-        for t in self.inner.topics.iter() {
-            out.push(Record::TopicPut {
-                name: t.key().clone(),
-                settings: t.settings(),
-            });
-            let dedup = t.dedup.lock().unwrap_or_else(|p| p.into_inner());
-            for (key, id, expires_at) in dedup.entries() {
-                if expires_at > now {
-                    tail.push(Record::Dedup {
-                        queue_uid: 0,
-                        topic: Some(t.key().clone()),
-                        key: key.to_string(),
-                        id,
-                        expires_at,
+        let mut head = Vec::new();
+        let mut subs = Vec::new();
+        let mut topic_dedup = Vec::new();
+        let queues: Vec<Arc<QueueHandle>> = {
+            let _admin = self.admin_lock();
+            for t in self.inner.topics.iter() {
+                head.push(Record::TopicPut {
+                    name: t.key().clone(),
+                    settings: t.settings(),
+                });
+                let dedup = t.dedup.lock().unwrap_or_else(|p| p.into_inner());
+                for (key, id, expires_at) in dedup.entries() {
+                    if expires_at > now {
+                        topic_dedup.push(Record::Dedup {
+                            queue_uid: 0,
+                            topic: Some(t.key().clone()),
+                            key: key.to_string(),
+                            id,
+                            expires_at,
+                        });
+                    }
+                }
+                for s in t.subscriptions().iter() {
+                    subs.push(Record::Subscribe {
+                        topic: t.key().clone(),
+                        queue: s.queue.clone(),
+                        filter_json: s.filter_json.as_ref().map(|v| v.to_string()),
                     });
                 }
             }
+            self.inner
+                .queues
+                .iter()
+                .map(|q| {
+                    head.push(Record::QueuePut {
+                        name: q.key().clone(),
+                        uid: q.uid(),
+                        settings: q.lock().engine.settings().clone(),
+                        temporary: q.temporary.load(Ordering::Relaxed),
+                    });
+                    q.clone()
+                })
+                .collect()
+        };
+        for r in head.iter().chain(&subs).chain(&topic_dedup) {
+            sink.write(r)?;
         }
-        // Messages shared by several queues are gathered by pointer.
-        let mut bodies: HashMap<*const MessageData, (Arc<MessageData>, Vec<CopyRec>)> =
-            HashMap::new();
-        for q in self.inner.queues.iter() {
-            let g = q.lock();
+        let mut keep = BTreeSet::new();
+        // Moves between queues confirmed from here on are noted, so a
+        // message in transit is captured exactly once (see below).
+        *self.inner.moved.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
+        let mut watermarks = Vec::new();
+        let mut departing = Vec::new();
+        for q in queues {
             let uid = q.uid();
-            out.push(Record::QueuePut {
-                name: q.key().clone(),
-                uid,
-                settings: g.engine.settings().clone(),
-                temporary: q.temporary.load(Ordering::Relaxed),
-            });
+            let mut from = 0;
             let mut received = Vec::new();
-            for e in g.engine.snapshot_entries() {
-                if let Some(first) = e.first_received_at {
-                    received.push((e.seq, e.receive_count, first));
+            loop {
+                let (slice, end) = {
+                    let g = q.lock();
+                    let slice = g.engine.snapshot_entries(from, CAPTURE_SLICE);
+                    let end = (slice.len() < CAPTURE_SLICE).then(|| {
+                        (
+                            g.engine.dedup_entries(),
+                            g.engine.next_seq(),
+                            g.engine.departing().to_vec(),
+                        )
+                    });
+                    (slice, end)
+                };
+                if let Some(last) = slice.last() {
+                    from = last.seq + 1;
                 }
-                let copy = CopyRec {
+                for e in slice {
+                    if let Some(rec) = entry_record(uid, e, &mut keep, &mut received) {
+                        sink.write(&rec)?;
+                    }
+                }
+                let Some((dedup, next_seq, leaving)) = end else {
+                    continue;
+                };
+                write_received(sink, uid, &received)?;
+                for (key, id, expires_at) in dedup {
+                    sink.write(&Record::Dedup {
+                        queue_uid: uid,
+                        topic: None,
+                        key: key.to_string(),
+                        id,
+                        expires_at,
+                    })?;
+                }
+                departing.extend(leaving.into_iter().map(|e| (uid, e)));
+                watermarks.push((uid, next_seq));
+                break;
+            }
+        }
+        // A message on its way to another queue (a dead-letter move or a
+        // redrive whose records may still be lost in a crash) counts in its
+        // source, unless it reached its destination before that queue was
+        // captured (then the snapshot has it there).
+        // A move confirms within microseconds; wait for those seen in flight
+        // (bounded), so each is decided by where it arrived.
+        let deadline = std::time::Instant::now() + TRANSIT_WAIT;
+        loop {
+            let unsettled =
+                departing.iter().any(|(uid, e)| {
+                    let confirmed = self
+                        .inner
+                        .moved
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_ref()
+                        .is_some_and(|m| m.contains_key(&(*uid, e.seq)));
+                    !confirmed
+                        && self.inner.by_uid.get(uid).is_some_and(|q| {
+                            q.lock().engine.departing().iter().any(|d| d.seq == e.seq)
+                        })
+                });
+            if !unsettled || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let moved = self
+            .inner
+            .moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        let captured: HashMap<u64, u64> = watermarks.iter().copied().collect();
+        let mut received: HashMap<u64, Vec<(u64, u32, u64)>> = HashMap::new();
+        for (uid, e) in departing {
+            let arrived = moved
+                .get(&(uid, e.seq))
+                .is_some_and(|(d_uid, d_seq)| captured.get(d_uid).is_some_and(|w| d_seq < w));
+            if arrived {
+                continue;
+            }
+            let r = received.entry(uid).or_default();
+            if let Some(rec) = entry_record(uid, e, &mut keep, r) {
+                sink.write(&rec)?;
+            }
+        }
+        for (uid, r) in received {
+            write_received(sink, uid, &r)?;
+        }
+        // Watermarks last: every snapshot message of a queue is below it by
+        // construction, and replay skips log publishes below it.
+        for (queue_uid, next_seq) in watermarks {
+            sink.write(&Record::QueueSeq {
+                queue_uid,
+                next_seq,
+            })?;
+        }
+        Ok(keep)
+    }
+}
+
+/// One captured message as a snapshot record: a reference when it is in the
+/// log already (its segment is noted in `keep`), the message itself when not
+/// (its receive count noted in `received`).
+fn entry_record(
+    uid: u64,
+    e: SnapshotEntry,
+    keep: &mut BTreeSet<u64>,
+    received: &mut Vec<(u64, u32, u64)>,
+) -> Option<Record> {
+    match (e.message.loc(), e.message) {
+        (Some(loc), _) => {
+            keep.insert(loc.segment());
+            Some(Record::Stored(StoredRec {
+                queue_uid: uid,
+                seq: e.seq,
+                loc,
+                receive_count: e.receive_count,
+                first_received_at: e.first_received_at,
+                enqueued_at: e.enqueued_at,
+                visible_at: e.visible_at,
+                group_id: e.group_id,
+                dead_letter_source: e.dead_letter_source,
+            }))
+        }
+        (None, MsgRef::Mem(message)) => {
+            if let Some(first) = e.first_received_at {
+                received.push((e.seq, e.receive_count, first));
+            }
+            Some(Record::Publish {
+                message,
+                copies: vec![CopyRec {
                     queue_uid: uid,
                     seq: e.seq,
                     receive_count: e.receive_count,
                     enqueued_at: e.enqueued_at,
                     visible_at: e.visible_at,
                     dead_letter_source: e.dead_letter_source,
-                };
-                bodies
-                    .entry(Arc::as_ptr(&e.message))
-                    .or_insert_with(|| (e.message.clone(), Vec::new()))
-                    .1
-                    .push(copy);
-            }
-            // Chunked: one record per queue could pass the log's frame limit.
-            for chunk in received.chunks(RECEIVED_PER_RECORD) {
-                tail.push(Record::Received {
-                    queue_uid: uid,
-                    entries: chunk.to_vec(),
-                });
-            }
-            for (key, id, expires_at) in g.engine.dedup_entries() {
-                tail.push(Record::Dedup {
-                    queue_uid: uid,
-                    topic: None,
-                    key: key.to_string(),
-                    id,
-                    expires_at,
-                });
-            }
-            tail.push(Record::QueueSeq {
-                queue_uid: uid,
-                next_seq: g.engine.next_seq(),
-            });
+                }],
+            })
         }
-        for t in self.inner.topics.iter() {
-            for s in t.subscriptions().iter() {
-                out.push(Record::Subscribe {
-                    topic: t.key().clone(),
-                    queue: s.queue.clone(),
-                    filter_json: s.filter_json.as_ref().map(|v| v.to_string()),
-                });
-            }
-        }
-        let mut messages: Vec<_> = bodies.into_values().collect();
-        messages.sort_by_key(|(m, _)| m.id);
-        out.extend(
-            messages
-                .into_iter()
-                .map(|(message, copies)| Record::Publish { message, copies }),
-        );
-        // Watermarks last: snapshot publishes are below them by construction.
-        out.extend(tail);
-        out
+        // A disk reference always has a location.
+        (None, MsgRef::Disk(_)) => None,
     }
+}
+
+/// Receive counts of messages captured whole, chunked (one record per queue
+/// could pass the log's frame limit).
+fn write_received(
+    sink: &mut dyn SnapshotSink,
+    uid: u64,
+    received: &[(u64, u32, u64)],
+) -> Result<(), StorageError> {
+    for chunk in received.chunks(RECEIVED_PER_RECORD) {
+        sink.write(&Record::Received {
+            queue_uid: uid,
+            entries: chunk.to_vec(),
+        })?;
+    }
+    Ok(())
 }

@@ -708,6 +708,106 @@ mod durable {
         clock.advance(600_000);
         assert_eq!(recv(&h, "slow", 1).await.len(), 1);
     }
+
+    fn segments(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("log")).expect("log dir").count()
+    }
+
+    /// A backlog past the message cache is paged out to the log, read back
+    /// in order when received, checkpointed as references (not bodies),
+    /// recovered without loading bodies, and its segments go once drained.
+    #[tokio::test]
+    async fn a_backlog_larger_than_the_cache_is_read_back_from_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(T0));
+        let body = |i: usize| format!("{i:06}-{}", "x".repeat(250));
+        let mut cfg = DiskLogConfig::new(
+            dir.path().to_path_buf(),
+            FsyncPolicy::Always,
+            Duration::from_millis(10),
+        );
+        cfg.segment_bytes = 256 * 1024;
+        let limits = Limits {
+            message_cache_bytes: 64 * 1024,
+            ..Limits::default()
+        };
+        let open = |clock: Arc<ManualClock>| {
+            let log = DiskLog::open(cfg.clone()).expect("open log");
+            Hub::with_storage(clock, limits.clone(), Arc::new(log))
+        };
+        let n = 3000;
+        {
+            let h = open(clock.clone());
+            h.restore().await.expect("restore");
+            h.put_queue(&q("deep"), &QueueSettingsPatch::default())
+                .await
+                .expect("queue");
+            for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+                let batch = chunk.iter().map(|i| text(&body(*i))).collect();
+                h.send(&q("deep"), batch).await.expect("send");
+            }
+            assert!(
+                h.resident_bytes() > 64 * 1024,
+                "the backlog starts in memory"
+            );
+            let freed = h.page_out();
+            assert!(freed > 0);
+            assert!(
+                h.resident_bytes() <= 64 * 1024,
+                "paged down to the budget: {}",
+                h.resident_bytes()
+            );
+            // Read back from the log, in order, bodies intact.
+            let got = recv(&h, "deep", 100).await;
+            let want: Vec<String> = (0..100).map(body).collect();
+            let bodies: Vec<String> = got.iter().map(|d| d.message.body.clone()).collect();
+            assert_eq!(bodies, want);
+            let receipts: Vec<_> = got.iter().map(|d| d.receipt).collect();
+            h.ack(&q("deep"), &receipts).await.expect("ack");
+            // The snapshot refers to the log instead of copying bodies.
+            h.checkpoint().await.expect("checkpoint");
+            let snap_bytes: u64 = std::fs::read_dir(dir.path())
+                .expect("dir")
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+                .map(|e| e.metadata().map_or(0, |m| m.len()))
+                .sum();
+            assert!(
+                snap_bytes < (n as u64 - 100) * 100,
+                "snapshot holds references, not bodies: {snap_bytes} bytes"
+            );
+        }
+        // Recovery keeps locations, not bodies.
+        let h = open(clock.clone());
+        h.restore().await.expect("restore");
+        assert_eq!(h.resident_bytes(), 0, "nothing loaded at start-up");
+        let held = h.stored_messages(&q("deep")).expect("held");
+        assert_eq!(held.len(), n - 100);
+        assert_eq!(held[0].1.body, body(100));
+        assert_eq!(held[held.len() - 1].1.body, body(n - 1));
+        let before = segments(dir.path());
+        // Drain it all: the segments holding it are reclaimed.
+        let mut next = 100;
+        loop {
+            let got = recv(&h, "deep", 100).await;
+            if got.is_empty() {
+                break;
+            }
+            for d in &got {
+                assert_eq!(d.message.body, body(next));
+                next += 1;
+            }
+            let receipts: Vec<_> = got.iter().map(|d| d.receipt).collect();
+            h.ack(&q("deep"), &receipts).await.expect("ack");
+        }
+        assert_eq!(next, n);
+        h.checkpoint().await.expect("checkpoint");
+        let after = segments(dir.path());
+        assert!(
+            after < before,
+            "drained segments are deleted: {before} before, {after} after"
+        );
+    }
 }
 
 #[tokio::test]

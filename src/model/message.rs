@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rand::Rng;
@@ -90,9 +91,147 @@ pub struct MessageData {
     /// The delivery time a standard message asked for (`delay_seconds` or
     /// `deliver_at`); `None` applies each queue's own delay.
     pub visible_at: Option<Millis>,
+    /// Where the log wrote it, once written (set by the log writer).
+    pub loc: LocCell,
+}
+
+/// Where a message is on disk: a log segment and the offset of the record
+/// (a `Publish` frame) holding it. Packed into 64 bits: 28 bits of segment
+/// id, 36 bits of offset (segments are far smaller than 64 GiB).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BodyLoc(u64);
+
+impl BodyLoc {
+    const OFFSET_BITS: u32 = 36;
+    const OFFSET_MASK: u64 = (1 << Self::OFFSET_BITS) - 1;
+    /// Largest segment id a location can name.
+    pub const MAX_SEGMENT: u64 = (1 << (64 - Self::OFFSET_BITS)) - 1;
+
+    /// `None` when the segment id or offset does not fit (the message then
+    /// simply stays in memory). Segment 0 is never used, so 0 means "none".
+    pub fn new(segment: u64, offset: u64) -> Option<Self> {
+        if segment == 0 || segment > Self::MAX_SEGMENT || offset > Self::OFFSET_MASK {
+            return None;
+        }
+        Some(Self((segment << Self::OFFSET_BITS) | offset))
+    }
+
+    pub fn segment(self) -> u64 {
+        self.0 >> Self::OFFSET_BITS
+    }
+
+    pub fn offset(self) -> u64 {
+        self.0 & Self::OFFSET_MASK
+    }
+
+    pub fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    /// The inverse of [`to_bits`](Self::to_bits); `None` for 0.
+    pub fn from_bits(v: u64) -> Option<Self> {
+        (v >> Self::OFFSET_BITS != 0).then_some(Self(v))
+    }
+}
+
+impl fmt::Debug for BodyLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BodyLoc({}:{})", self.segment(), self.offset())
+    }
+}
+
+/// A message's disk location, filled in once by the log writer after the
+/// record is written. Not part of the message's value: equality ignores it
+/// and a clone copies what is known.
+#[derive(Default)]
+pub struct LocCell(AtomicU64);
+
+impl LocCell {
+    pub fn get(&self) -> Option<BodyLoc> {
+        BodyLoc::from_bits(self.0.load(Ordering::Acquire))
+    }
+
+    pub fn set(&self, loc: BodyLoc) {
+        self.0.store(loc.to_bits(), Ordering::Release);
+    }
+}
+
+impl Clone for LocCell {
+    fn clone(&self) -> Self {
+        Self(AtomicU64::new(self.0.load(Ordering::Acquire)))
+    }
+}
+
+impl PartialEq for LocCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LocCell {}
+
+impl fmt::Debug for LocCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.get())
+    }
+}
+
+/// A queue's hold on a message: the message itself, or where to read it.
+/// Durable queues keep only the location of messages that are not about to
+/// be delivered, so a backlog costs a few dozen bytes per message in memory.
+#[derive(Debug, Clone)]
+pub enum MsgRef {
+    Mem(Arc<MessageData>),
+    Disk(BodyLoc),
+}
+
+impl MsgRef {
+    /// The in-memory message, if held.
+    pub fn mem(&self) -> Option<&Arc<MessageData>> {
+        match self {
+            MsgRef::Mem(m) => Some(m),
+            MsgRef::Disk(_) => None,
+        }
+    }
+
+    /// Where the message is on disk, if known.
+    pub fn loc(&self) -> Option<BodyLoc> {
+        match self {
+            MsgRef::Mem(m) => m.loc.get(),
+            MsgRef::Disk(l) => Some(*l),
+        }
+    }
+
+    /// Bytes this reference keeps in memory (an estimate: body, attributes
+    /// and a fixed overhead), 0 for a disk reference.
+    pub fn resident_bytes(&self) -> u64 {
+        match self {
+            MsgRef::Mem(m) => m.resident_bytes(),
+            MsgRef::Disk(_) => 0,
+        }
+    }
+}
+
+impl From<Arc<MessageData>> for MsgRef {
+    fn from(m: Arc<MessageData>) -> Self {
+        MsgRef::Mem(m)
+    }
 }
 
 impl MessageData {
+    /// A copy to be written again under a new record (a move to another
+    /// queue): it learns its new location when that record is written.
+    pub fn relocated(&self) -> Arc<Self> {
+        let mut m = self.clone();
+        m.loc = LocCell::default();
+        Arc::new(m)
+    }
+
+    /// Bytes this message holds in memory (estimate).
+    pub fn resident_bytes(&self) -> u64 {
+        (std::mem::size_of::<Self>() + 64 + self.body.len() + self.size) as u64
+    }
+
     /// The size the contract counts: decoded body plus attribute keys and values.
     pub fn compute_size(decoded_body_len: usize, attributes: &Attributes) -> usize {
         decoded_body_len

@@ -9,7 +9,7 @@ pub mod names;
 pub mod settings;
 pub mod time;
 
-pub use message::{Attributes, BodyEncoding, MessageData, MessageId};
+pub use message::{Attributes, BodyEncoding, BodyLoc, LocCell, MessageData, MessageId, MsgRef};
 pub use names::{NameError, QueueName, TopicName};
 pub use settings::{
     DeadLetterSettings, QueueSettings, QueueSettingsPatch, RetryBackoff, SettingsError,

@@ -1,13 +1,15 @@
 //! [`QueueState`]: one queue's messages and every rule about them.
 //!
-//! Layout: `entries` maps a message's sequence number to its per-queue state.
+//! Layout: `entries` holds each message's per-queue state by sequence number
+//! (a chunked array, see `store.rs`; about 56 bytes per message, the body
+//! itself either shared in memory or left on disk, see [`MsgRef`]).
 //! Standard queues keep visible messages in `ready` (a min-heap of sequence
 //! numbers, so a message given back goes out before later ones,
 //! validated lazily on pop). FIFO queues keep one ordered list per group and a
 //! list of groups that are ready (head visible, nothing in flight), so a
 //! receive costs O(messages returned), never O(backlog). Every deadline (delay,
 //! lease, backoff) sits in one heap with lazy deletion; retention uses the
-//! arrival order, which is also sequence order.
+//! arrival order, which is also sequence order: the lowest live entry.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -17,7 +19,8 @@ use rustc_hash::FxHashMap;
 
 use super::dedup::DedupWindow;
 use super::receipt::{Receipt, ReceiptError};
-use crate::model::{MessageData, MessageId, Millis, QueueName, QueueSettings};
+use super::store::SeqStore;
+use crate::model::{MessageId, Millis, MsgRef, QueueName, QueueSettings};
 
 /// How a message enters a queue.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +61,7 @@ pub enum EnqueueError {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub receipt: Receipt,
-    pub message: Arc<MessageData>,
+    pub message: MsgRef,
     pub seq: u64,
     pub receive_count: u32,
     pub first_received_at: Millis,
@@ -74,7 +77,7 @@ pub struct DeadLetterMove {
     /// Where it was in the source queue (for the log's delete record).
     pub source_uid: u64,
     pub source_seq: u64,
-    pub message: Arc<MessageData>,
+    pub message: MsgRef,
     pub receive_count: u32,
     pub group_id: Option<Arc<str>>,
 }
@@ -85,7 +88,7 @@ pub struct RedriveItem {
     /// Its sequence number in the dead-letter queue.
     pub seq: u64,
     pub source: Option<QueueName>,
-    pub message: Arc<MessageData>,
+    pub message: MsgRef,
     pub group_id: Option<Arc<str>>,
 }
 
@@ -104,7 +107,7 @@ pub struct RestoreOptions {
 #[derive(Debug, Clone)]
 pub struct SnapshotEntry {
     pub seq: u64,
-    pub message: Arc<MessageData>,
+    pub message: MsgRef,
     pub receive_count: u32,
     pub first_received_at: Option<Millis>,
     pub enqueued_at: Millis,
@@ -154,18 +157,106 @@ enum State {
     InFlight(Millis),
 }
 
+const DELAYED: u8 = 0;
+const READY: u8 = 1;
+const IN_FLIGHT: u8 = 2;
+
+/// One message in this queue. Kept small (a backlog is millions of these):
+/// the state is a tag plus one deadline, rarely used fields sit in `extra`.
 #[derive(Debug)]
 struct Entry {
-    msg: Arc<MessageData>,
-    state: State,
+    msg: MsgRef,
+    /// The deadline of `Delayed` and `InFlight`.
+    deadline: Millis,
+    enqueued_at: Millis,
+    /// First receive time plus one; 0: never received.
+    first_received: Millis,
     /// Also the lease number of the newest receipt.
     receive_count: u32,
-    first_received_at: Option<Millis>,
-    /// Bumped whenever a deadline is set, so older heap entries are ignored.
-    timer_gen: u32,
+    /// Bumped whenever a deadline is set, so older heap entries are ignored
+    /// (together with the deadline itself, so wrapping is harmless).
+    timer_gen: u16,
+    tag: u8,
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+struct Extra {
     /// FIFO only.
     group: Option<Arc<str>>,
     dead_letter_source: Option<QueueName>,
+}
+
+impl Entry {
+    fn new(
+        msg: MsgRef,
+        enqueued_at: Millis,
+        receive_count: u32,
+        first_received_at: Option<Millis>,
+        group: Option<Arc<str>>,
+        dead_letter_source: Option<QueueName>,
+    ) -> Self {
+        let extra = (group.is_some() || dead_letter_source.is_some()).then(|| {
+            Box::new(Extra {
+                group,
+                dead_letter_source,
+            })
+        });
+        Self {
+            msg,
+            // Placeholder so `set_state` counts the first transition.
+            deadline: 0,
+            tag: DELAYED,
+            enqueued_at,
+            first_received: first_received_at.map_or(0, |t| t.saturating_add(1)),
+            receive_count,
+            timer_gen: 0,
+            extra,
+        }
+    }
+
+    fn state(&self) -> State {
+        match self.tag {
+            READY => State::Ready,
+            IN_FLIGHT => State::InFlight(self.deadline),
+            _ => State::Delayed(self.deadline),
+        }
+    }
+
+    fn put_state(&mut self, s: State) {
+        (self.tag, self.deadline) = match s {
+            State::Delayed(t) => (DELAYED, t),
+            State::Ready => (READY, 0),
+            State::InFlight(t) => (IN_FLIGHT, t),
+        };
+    }
+
+    fn group(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|x| x.group.as_ref())
+    }
+
+    fn dead_letter_source(&self) -> Option<&QueueName> {
+        self.extra
+            .as_ref()
+            .and_then(|x| x.dead_letter_source.as_ref())
+    }
+
+    fn first_received_at(&self) -> Option<Millis> {
+        self.first_received.checked_sub(1)
+    }
+
+    fn snapshot(&self, seq: u64) -> SnapshotEntry {
+        SnapshotEntry {
+            seq,
+            message: self.msg.clone(),
+            receive_count: self.receive_count,
+            first_received_at: self.first_received_at(),
+            visible_at: (self.tag == DELAYED).then_some(self.deadline),
+            group_id: self.group().cloned(),
+            dead_letter_source: self.dead_letter_source().cloned(),
+            enqueued_at: self.enqueued_at,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -183,20 +274,27 @@ pub struct QueueState {
     name: QueueName,
     uid: u64,
     settings: QueueSettings,
-    entries: FxHashMap<u64, Entry>,
+    entries: SeqStore<Entry>,
     next_seq: u64,
     /// Standard: visible sequence numbers; may hold stale ones (checked on pop).
     ready: BinaryHeap<Reverse<u64>>,
     groups: FxHashMap<Arc<str>, Group>,
     ready_groups: VecDeque<Arc<str>>,
-    timers: BinaryHeap<Reverse<(Millis, u64, u32)>>,
-    /// (enqueued_at, seq) in arrival order; may hold removed ones.
-    arrivals: VecDeque<(Millis, u64)>,
+    timers: BinaryHeap<Reverse<(Millis, u64, u16)>>,
     dedup: DedupWindow,
     visible: u64,
     delayed: u64,
     in_flight: u64,
     totals: QueueTotals,
+    /// Bytes of message data held in memory by `Mem` references.
+    resident: u64,
+    /// Paging: entries below this were already considered.
+    page_cursor: u64,
+    /// Messages handed out as dead-letter moves or redrives whose arrival
+    /// the hub has not confirmed ([`departed`](Self::departed)). A
+    /// checkpoint still counts them here, so a message in transit between
+    /// two queues is never in neither.
+    departing: Vec<SnapshotEntry>,
 }
 
 impl QueueState {
@@ -206,18 +304,20 @@ impl QueueState {
             name,
             uid,
             settings,
-            entries: FxHashMap::default(),
+            entries: SeqStore::default(),
             next_seq: 1,
             ready: BinaryHeap::new(),
             groups: FxHashMap::default(),
             ready_groups: VecDeque::new(),
             timers: BinaryHeap::new(),
-            arrivals: VecDeque::new(),
             dedup: DedupWindow::default(),
             visible: 0,
             delayed: 0,
             in_flight: 0,
             totals: QueueTotals::default(),
+            resident: 0,
+            page_cursor: 0,
+            departing: Vec::new(),
         }
     }
 
@@ -250,10 +350,11 @@ impl QueueState {
     }
 
     /// Recovery: puts back a stored message under its original sequence
-    /// number. Call in sequence order, then [`finish_restore`](Self::finish_restore).
+    /// number, in any order; then [`finish_restore`](Self::finish_restore).
+    /// A sequence number already present is left as it is.
     /// Leases are not restored: a message in flight at the crash is visible.
-    pub fn restore(&mut self, seq: u64, msg: Arc<MessageData>, r: RestoreOptions, now: Millis) {
-        if self.entries.contains_key(&seq) || seq == 0 {
+    pub fn restore(&mut self, seq: u64, msg: MsgRef, r: RestoreOptions, now: Millis) {
+        if self.entries.contains(seq) || seq == 0 {
             return;
         }
         self.next_seq = self.next_seq.max(seq + 1);
@@ -266,24 +367,58 @@ impl QueueState {
             Some(t) if t > now => State::Delayed(t),
             _ => State::Ready,
         };
-        self.entries.insert(
-            seq,
-            Entry {
-                msg,
-                state: State::Delayed(0),
-                receive_count: r.receive_count,
-                first_received_at: r.first_received_at,
-                timer_gen: 0,
-                group: group.clone(),
-                dead_letter_source: r.dead_letter_source,
-            },
+        self.resident += msg.resident_bytes();
+        let first = r.first_received_at.filter(|_| r.receive_count > 0);
+        let entry = Entry::new(
+            msg,
+            r.enqueued_at,
+            r.receive_count,
+            first,
+            group.clone(),
+            r.dead_letter_source,
         );
+        if self.entries.insert(seq, entry).is_err() {
+            return;
+        }
         self.delayed += 1;
         if let Some(g) = group {
-            self.groups.entry(g).or_default().pending.push_back(seq);
+            // Records may replay slightly out of order: keep groups sorted.
+            let pending = &mut self.groups.entry(g).or_default().pending;
+            let at = pending.partition_point(|s| *s < seq);
+            pending.insert(at, seq);
         }
-        self.arrivals.push_back((r.enqueued_at, seq));
         self.set_state(seq, state);
+    }
+
+    /// Recovery: a message the log says is gone (acked, moved, expired).
+    pub fn restore_remove(&mut self, seq: u64) {
+        self.remove_entry(seq);
+    }
+
+    /// Recovery: every message below `seq` was purged.
+    pub fn restore_purge_below(&mut self, seq: u64) {
+        while let Some((s, _)) = self.entries.first() {
+            if s >= seq {
+                break;
+            }
+            self.remove_entry(s);
+        }
+    }
+
+    /// Recovery: a durable receive count; the highest seen wins. Answers
+    /// whether the message is here.
+    pub fn restore_received(&mut self, seq: u64, count: u32, first: Millis) -> bool {
+        let Some(e) = self.entries.get_mut(seq) else {
+            return false;
+        };
+        if count > e.receive_count {
+            e.receive_count = count;
+        }
+        let first = first.saturating_add(1);
+        if e.first_received == 0 || first < e.first_received {
+            e.first_received = first;
+        }
+        true
     }
 
     /// Recovery: messages that used up their receives but whose move to the
@@ -293,27 +428,24 @@ impl QueueState {
         let Some(dl) = self.settings.dead_letter.clone() else {
             return Vec::new();
         };
-        let mut seqs: Vec<u64> = self
+        let seqs: Vec<u64> = self
             .entries
             .iter()
-            .filter(|(_, e)| {
-                e.receive_count >= dl.max_receives && !matches!(e.state, State::InFlight(_))
-            })
-            .map(|(s, _)| *s)
+            .filter(|(_, e)| e.receive_count >= dl.max_receives && e.tag != IN_FLIGHT)
+            .map(|(s, _)| s)
             .collect();
-        seqs.sort_unstable();
         seqs.into_iter()
             .filter_map(|seq| {
-                let e = self.remove_entry(seq)?;
+                let e = self.depart(seq)?;
                 self.totals.dead_lettered += 1;
                 Some(DeadLetterMove {
                     target: dl.queue.clone(),
                     source: self.name.clone(),
                     source_uid: self.uid,
                     source_seq: seq,
-                    message: e.msg,
                     receive_count: e.receive_count,
-                    group_id: e.group,
+                    group_id: e.extra.and_then(|x| x.group),
+                    message: e.msg,
                 })
             })
             .collect()
@@ -341,31 +473,78 @@ impl QueueState {
             .collect()
     }
 
-    /// Every stored message with what a snapshot needs.
-    pub fn snapshot_entries(&self) -> Vec<SnapshotEntry> {
-        let mut v: Vec<SnapshotEntry> = self
-            .entries
-            .iter()
-            .map(|(seq, e)| SnapshotEntry {
-                seq: *seq,
-                message: e.msg.clone(),
-                receive_count: e.receive_count,
-                first_received_at: e.first_received_at,
-                visible_at: match e.state {
-                    State::Delayed(t) => Some(t),
-                    _ => None,
-                },
-                group_id: e.group.clone(),
-                dead_letter_source: e.dead_letter_source.clone(),
-                enqueued_at: 0,
-            })
-            .collect();
-        let arrived: FxHashMap<u64, Millis> = self.arrivals.iter().map(|(t, s)| (*s, *t)).collect();
-        for e in &mut v {
-            e.enqueued_at = arrived.get(&e.seq).copied().unwrap_or(0);
+    /// Stored messages with what a snapshot needs: up to `max` from `from`
+    /// on, in sequence order (a checkpoint takes a deep queue in slices so
+    /// it never holds the lock for long).
+    pub fn snapshot_entries(&self, from: u64, max: usize) -> Vec<SnapshotEntry> {
+        let mut out = Vec::with_capacity(max.min(self.entries.len()));
+        let mut at = from;
+        while out.len() < max {
+            let Some((seq, e)) = self.entries.next_from(at) else {
+                break;
+            };
+            out.push(e.snapshot(seq));
+            at = seq + 1;
         }
-        v.sort_by_key(|e| e.seq);
-        v
+        out
+    }
+
+    /// Messages in transit out of this queue (see `departing`), as they
+    /// were here.
+    pub fn departing(&self) -> &[SnapshotEntry] {
+        &self.departing
+    }
+
+    /// The hub placed a dead-letter move or redrive of `seq` (enqueued at
+    /// its destination and logged): it no longer counts here.
+    pub fn departed(&mut self, seq: u64) {
+        if let Some(i) = self.departing.iter().position(|d| d.seq == seq) {
+            self.departing.swap_remove(i);
+        }
+    }
+
+    /// Takes an entry out to move it elsewhere, keeping it in `departing`.
+    fn depart(&mut self, seq: u64) -> Option<Entry> {
+        let snap = self.entries.get(seq)?.snapshot(seq);
+        self.departing.push(snap);
+        self.remove_entry(seq)
+    }
+
+    /// Bytes of message data this queue holds in memory.
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident
+    }
+
+    /// Swaps in-memory messages that are already on disk for their disk
+    /// location, oldest first, until at most `target` bytes stay resident
+    /// (or `max_steps` entries were looked at).
+    /// Stops at the first message not yet written. Answers the bytes freed.
+    /// Each message is looked at once (a cursor remembers where it stopped).
+    pub fn page_out(&mut self, target: u64, max_steps: usize) -> u64 {
+        let before = self.resident;
+        let mut at = self
+            .page_cursor
+            .max(self.entries.first().map_or(0, |(s, _)| s));
+        let mut steps = 0;
+        while self.resident > target && steps < max_steps {
+            steps += 1;
+            let Some((seq, _)) = self.entries.next_from(at) else {
+                break;
+            };
+            let Some(e) = self.entries.get_mut(seq) else {
+                break;
+            };
+            if let MsgRef::Mem(m) = &e.msg {
+                let Some(loc) = m.loc.get() else {
+                    break;
+                };
+                self.resident -= m.resident_bytes();
+                e.msg = MsgRef::Disk(loc);
+            }
+            at = seq + 1;
+        }
+        self.page_cursor = at;
+        before - self.resident
     }
 
     /// Number of messages stored (any state).
@@ -390,10 +569,11 @@ impl QueueState {
     /// Stores a message.
     pub fn enqueue(
         &mut self,
-        msg: Arc<MessageData>,
+        msg: impl Into<MsgRef>,
         opts: EnqueueOptions,
         now: Millis,
     ) -> Result<EnqueueOutcome, EnqueueError> {
+        let msg = msg.into();
         let group = if self.settings.fifo {
             let g = opts.group_id.ok_or(EnqueueError::GroupRequired)?;
             if !opts.skip_dedup {
@@ -402,8 +582,11 @@ impl QueueState {
                     self.totals.deduplicated += 1;
                     return Ok(EnqueueOutcome::Duplicate { first_id });
                 }
-                self.dedup
-                    .insert(d, msg.id, now, self.settings.dedup_window_ms());
+                // Only a message just published is deduplicated (in memory).
+                if let Some(m) = msg.mem() {
+                    self.dedup
+                        .insert(d, m.id, now, self.settings.dedup_window_ms());
+                }
             }
             Some(g)
         } else {
@@ -419,24 +602,21 @@ impl QueueState {
         } else {
             State::Ready
         };
-        self.entries.insert(
-            seq,
-            Entry {
-                msg,
-                // Placeholder so `set_state` counts the transition below.
-                state: State::Delayed(0),
-                receive_count: opts.receive_count,
-                first_received_at: None,
-                timer_gen: 0,
-                group: group.clone(),
-                dead_letter_source: opts.dead_letter_source,
-            },
+        self.resident += msg.resident_bytes();
+        let entry = Entry::new(
+            msg,
+            now,
+            opts.receive_count,
+            None,
+            group.clone(),
+            opts.dead_letter_source,
         );
+        // `seq` is new: the slot is free.
+        let _ = self.entries.insert(seq, entry);
         self.delayed += 1;
         if let Some(g) = group {
             self.groups.entry(g).or_default().pending.push_back(seq);
         }
-        self.arrivals.push_back((now, seq));
         self.totals.sent += 1;
         self.set_state(seq, state);
         Ok(EnqueueOutcome::Enqueued { seq })
@@ -470,7 +650,7 @@ impl QueueState {
                     .pending
                     .iter()
                     .copied()
-                    .take_while(|s| matches!(entries.get(s), Some(e) if e.state == State::Ready))
+                    .take_while(|s| matches!(entries.get(*s), Some(e) if e.tag == READY))
                     .take(room)
                     .collect();
                 for seq in take {
@@ -482,7 +662,7 @@ impl QueueState {
                 let Some(Reverse(seq)) = self.ready.pop() else {
                     break;
                 };
-                if matches!(self.entries.get(&seq), Some(e) if e.state == State::Ready) {
+                if matches!(self.entries.get(seq), Some(e) if e.tag == READY) {
                     out.push(self.lease(seq, vis, now));
                 }
             }
@@ -531,15 +711,15 @@ impl QueueState {
     /// between the lease and the hand-off): no receive is counted.
     pub fn release(&mut self, deliveries: &[Delivery]) {
         for d in deliveries {
-            let Some(e) = self.entries.get_mut(&d.seq) else {
+            let Some(e) = self.entries.get_mut(d.seq) else {
                 continue;
             };
-            if e.receive_count != d.receipt.lease || !matches!(e.state, State::InFlight(_)) {
+            if e.receive_count != d.receipt.lease || e.tag != IN_FLIGHT {
                 continue;
             }
             e.receive_count -= 1;
             if e.receive_count == 0 {
-                e.first_received_at = None;
+                e.first_received = 0;
             }
             self.totals.received = self.totals.received.saturating_sub(1);
             self.set_state(d.seq, State::Ready);
@@ -551,8 +731,7 @@ impl QueueState {
     pub fn return_now(&mut self, receipts: &[Receipt]) {
         for r in receipts {
             if let Ok(Some(seq)) = self.check_receipt(r) {
-                if matches!(self.entries.get(&seq), Some(e) if matches!(e.state, State::InFlight(_)))
-                {
+                if matches!(self.entries.get(seq), Some(e) if e.tag == IN_FLIGHT) {
                     self.set_state(seq, State::Ready);
                 }
             }
@@ -567,10 +746,10 @@ impl QueueState {
         self.groups.clear();
         self.ready_groups.clear();
         self.timers.clear();
-        self.arrivals.clear();
         self.visible = 0;
         self.delayed = 0;
         self.in_flight = 0;
+        self.resident = 0;
         self.totals.purged += n;
         n
     }
@@ -584,26 +763,25 @@ impl QueueState {
         movable: impl Fn(&QueueName) -> bool,
     ) -> Vec<RedriveItem> {
         let mut picked = Vec::new();
-        for &(_, seq) in &self.arrivals {
+        for (seq, e) in self.entries.iter() {
             if picked.len() >= max {
                 break;
             }
-            if let Some(e) = self.entries.get(&seq) {
-                let idle = !matches!(e.state, State::InFlight(_));
-                if idle && e.dead_letter_source.as_ref().is_some_and(&movable) {
-                    picked.push(seq);
-                }
+            let idle = e.tag != IN_FLIGHT;
+            if idle && e.dead_letter_source().is_some_and(&movable) {
+                picked.push(seq);
             }
         }
         picked
             .into_iter()
             .filter_map(|seq| {
-                let e = self.remove_entry(seq)?;
+                let e = self.depart(seq)?;
+                let extra = e.extra.map(|x| *x).unwrap_or_default();
                 Some(RedriveItem {
                     seq,
-                    source: e.dead_letter_source,
+                    source: extra.dead_letter_source,
                     message: e.msg,
-                    group_id: e.group,
+                    group_id: extra.group,
                 })
             })
             .collect()
@@ -614,11 +792,10 @@ impl QueueState {
     pub fn tick(&mut self, now: Millis) -> TickOutcome {
         let mut out = TickOutcome::default();
         let retention = self.settings.retention_ms();
-        while let Some(&(at, seq)) = self.arrivals.front() {
-            if self.entries.contains_key(&seq) && at.saturating_add(retention) > now {
+        while let Some((seq, e)) = self.entries.first() {
+            if e.enqueued_at.saturating_add(retention) > now {
                 break;
             }
-            self.arrivals.pop_front();
             if self.remove_entry(seq).is_some() {
                 self.totals.expired += 1;
                 out.expired += 1;
@@ -630,13 +807,13 @@ impl QueueState {
                 break;
             }
             self.timers.pop();
-            let Some(e) = self.entries.get(&seq) else {
+            let Some(e) = self.entries.get(seq) else {
                 continue;
             };
             if e.timer_gen != gen {
                 continue;
             }
-            match e.state {
+            match e.state() {
                 State::Delayed(t) if t == at => self.set_state(seq, State::Ready),
                 State::InFlight(t) if t == at => {
                     if let Some(m) = self.return_message(seq, None, now) {
@@ -655,9 +832,9 @@ impl QueueState {
     pub fn next_deadline(&self) -> Option<Millis> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
         let retention = self
-            .arrivals
-            .front()
-            .map(|(at, _)| at.saturating_add(self.settings.retention_ms()));
+            .entries
+            .first()
+            .map(|(_, e)| e.enqueued_at.saturating_add(self.settings.retention_ms()));
         [timer, retention, self.dedup.next_expiry()]
             .into_iter()
             .flatten()
@@ -666,16 +843,10 @@ impl QueueState {
 
     /// Counters and the age of the oldest message.
     pub fn stats(&mut self, now: Millis) -> QueueStats {
-        while let Some(&(_, seq)) = self.arrivals.front() {
-            if self.entries.contains_key(&seq) {
-                break;
-            }
-            self.arrivals.pop_front();
-        }
         let oldest_age_ms = self
-            .arrivals
-            .front()
-            .map(|(at, _)| now.saturating_sub(*at))
+            .entries
+            .first()
+            .map(|(_, e)| now.saturating_sub(e.enqueued_at))
             .unwrap_or(0);
         QueueStats {
             visible: self.visible,
@@ -688,14 +859,11 @@ impl QueueState {
 
     /// Every stored message in sequence order with its receive count; for
     /// tests and checkpoints.
-    pub fn snapshot(&self) -> Vec<(u64, Arc<MessageData>, u32)> {
-        let mut v: Vec<_> = self
-            .entries
+    pub fn snapshot(&self) -> Vec<(u64, MsgRef, u32)> {
+        self.entries
             .iter()
-            .map(|(s, e)| (*s, e.msg.clone(), e.receive_count))
-            .collect();
-        v.sort_by_key(|(s, _, _)| *s);
-        v
+            .map(|(s, e)| (s, e.msg.clone(), e.receive_count))
+            .collect()
     }
 
     // ---- internals ----
@@ -706,7 +874,7 @@ impl QueueState {
         if r.queue_uid != self.uid || r.seq == 0 || r.seq >= self.next_seq || r.lease == 0 {
             return Err(ReceiptError::Invalid);
         }
-        match self.entries.get(&r.seq) {
+        match self.entries.get(r.seq) {
             None => Ok(None),
             Some(e) if e.receive_count == r.lease => Ok(Some(r.seq)),
             Some(e) if r.lease < e.receive_count => Err(ReceiptError::Stale),
@@ -721,10 +889,12 @@ impl QueueState {
         let uid = self.uid;
         let e = self
             .entries
-            .get_mut(&seq)
+            .get_mut(seq)
             .expect("lease is called for stored messages only");
         e.receive_count += 1;
-        let first = *e.first_received_at.get_or_insert(now);
+        if e.first_received == 0 {
+            e.first_received = now.saturating_add(1);
+        }
         Delivery {
             receipt: Receipt {
                 queue_uid: uid,
@@ -734,9 +904,9 @@ impl QueueState {
             message: e.msg.clone(),
             seq,
             receive_count: e.receive_count,
-            first_received_at: first,
-            group_id: e.group.clone(),
-            dead_letter_source: e.dead_letter_source.clone(),
+            first_received_at: e.first_received - 1,
+            group_id: e.group().cloned(),
+            dead_letter_source: e.dead_letter_source().cloned(),
         }
     }
 
@@ -747,20 +917,20 @@ impl QueueState {
         explicit_delay: Option<Millis>,
         now: Millis,
     ) -> Option<DeadLetterMove> {
-        let receive_count = self.entries.get(&seq)?.receive_count;
+        let receive_count = self.entries.get(seq)?.receive_count;
         if let Some(dl) = &self.settings.dead_letter {
             if receive_count >= dl.max_receives {
                 let target = dl.queue.clone();
-                let e = self.remove_entry(seq)?;
+                let e = self.depart(seq)?;
                 self.totals.dead_lettered += 1;
                 return Some(DeadLetterMove {
                     target,
                     source: self.name.clone(),
                     source_uid: self.uid,
                     source_seq: seq,
-                    message: e.msg,
                     receive_count: e.receive_count,
-                    group_id: e.group,
+                    group_id: e.extra.and_then(|x| x.group),
+                    message: e.msg,
                 });
             }
         }
@@ -791,12 +961,12 @@ impl QueueState {
     /// The one place a message changes state: keeps counters, the ready list,
     /// FIFO group accounting and timers in step.
     fn set_state(&mut self, seq: u64, new: State) {
-        let Some(e) = self.entries.get_mut(&seq) else {
+        let Some(e) = self.entries.get_mut(seq) else {
             return;
         };
-        let old = e.state;
-        e.state = new;
-        let group = e.group.clone();
+        let old = e.state();
+        e.put_state(new);
+        let group = e.group().cloned();
         let timer = match new {
             State::Delayed(t) | State::InFlight(t) => {
                 e.timer_gen = e.timer_gen.wrapping_add(1);
@@ -841,8 +1011,8 @@ impl QueueState {
         let head_ready = g
             .pending
             .front()
-            .and_then(|s| self.entries.get(s))
-            .is_some_and(|e| e.state == State::Ready);
+            .and_then(|s| self.entries.get(*s))
+            .is_some_and(|e| e.tag == READY);
         if head_ready {
             g.queued = true;
             self.ready_groups.push_back(key);
@@ -850,14 +1020,16 @@ impl QueueState {
     }
 
     fn remove_entry(&mut self, seq: u64) -> Option<Entry> {
-        let e = self.entries.remove(&seq)?;
-        *self.count_mut(e.state) -= 1;
-        if let Some(key) = &e.group {
+        let e = self.entries.remove(seq)?;
+        self.resident -= e.msg.resident_bytes();
+        *self.count_mut(e.state()) -= 1;
+        if let Some(key) = e.group() {
             if let Some(g) = self.groups.get_mut(key) {
+                // Usually the head (FIFO acks go in order).
                 if let Some(pos) = g.pending.iter().position(|s| *s == seq) {
                     g.pending.remove(pos);
                 }
-                if matches!(e.state, State::InFlight(_)) {
+                if e.tag == IN_FLIGHT {
                     g.in_flight -= 1;
                 }
                 if g.pending.is_empty() {
@@ -866,10 +1038,6 @@ impl QueueState {
                     self.maybe_ready_group(key.clone());
                 }
             }
-        }
-        if self.arrivals.len() > 2 * self.entries.len() + 1024 {
-            let entries = &self.entries;
-            self.arrivals.retain(|(_, s)| entries.contains_key(s));
         }
         Some(e)
     }
@@ -883,7 +1051,7 @@ impl QueueState {
         let entries = &self.entries;
         let mut seen = rustc_hash::FxHashSet::default();
         self.ready.retain(|Reverse(s)| {
-            matches!(entries.get(s), Some(e) if e.state == State::Ready) && seen.insert(*s)
+            matches!(entries.get(*s), Some(e) if e.tag == READY) && seen.insert(*s)
         });
     }
 
@@ -896,8 +1064,8 @@ impl QueueState {
         }
         let entries = &self.entries;
         self.timers.retain(|Reverse((at, seq, gen))| {
-            matches!(entries.get(seq), Some(e) if e.timer_gen == *gen
-                && matches!(e.state, State::Delayed(t) | State::InFlight(t) if t == *at))
+            matches!(entries.get(*seq), Some(e) if e.timer_gen == *gen
+                && e.tag != READY && e.deadline == *at)
         });
     }
 }

@@ -10,6 +10,7 @@
 mod dedup;
 mod engine;
 mod receipt;
+mod store;
 
 pub use dedup::DedupWindow;
 pub use engine::{

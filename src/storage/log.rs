@@ -6,15 +6,22 @@
 //! - `receipt.key`: the receipt signing key, so receipts survive restarts.
 //! - `log/<id:016x>.seg`: segments; header (magic, version, id) then frames.
 //! - `snap-<base:016x>.snap`: the state as of the start of segment `base`;
-//!   segments below `base` are deleted once it is durable.
+//!   once it is durable, segments below `base` are deleted unless the
+//!   snapshot refers to messages in them (`Stored` records: a backlog's
+//!   bodies stay where they were first written, never copied per snapshot).
+//!
+//! Messages are read back by location (segment, offset of their `Publish`
+//! frame) with one positioned read: memory holds an index, not bodies.
 //!
 //! The writer drains every append waiting in its channel, writes them with one
 //! `write`, calls `fdatasync` once (policy `always`), then answers them all:
 //! many concurrent writers share one sync. Written vs flushed: an append is
 //! answered only after its bytes are flushed per policy.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -26,8 +33,9 @@ use rand::RngCore;
 use tokio::sync::oneshot;
 
 use super::record::{self, Record};
-use super::{Commit, Storage, StorageError};
+use super::{Commit, SnapshotSink, Storage, StorageError};
 use crate::config::FsyncPolicy;
+use crate::model::{BodyLoc, MessageData};
 
 const SEGMENT_MAGIC: &[u8; 8] = b"PUBQLOG\0";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"PUBQSNP\0";
@@ -92,6 +100,8 @@ pub struct DiskLog {
     failed: Arc<AtomicBool>,
     key: [u8; 32],
     report: ReplayReport,
+    /// Open segments for reading messages back.
+    readers: Mutex<HashMap<u64, Arc<File>>>,
     /// Held for the life of the log: one server per directory.
     _lock: File,
 }
@@ -176,19 +186,87 @@ fn read_file(p: &Path) -> Result<Vec<u8>, StorageError> {
     Ok(buf)
 }
 
-/// Decodes the frames of a file body; returns how many bytes were valid.
-fn scan_frames(buf: &[u8], mut f: impl FnMut(Record)) -> usize {
+/// Decodes the frames of a file body, with each frame's offset; returns how
+/// many bytes were valid.
+fn scan_frames(buf: &[u8], mut f: impl FnMut(Record, u64)) -> usize {
     let mut off = FILE_HEADER;
     while off < buf.len() {
         match record::decode(&buf[off..]) {
             Ok((rec, used)) => {
-                f(rec);
+                f(rec, off as u64);
                 off += used;
             }
             Err(_) => break,
         }
     }
     off
+}
+
+/// Reads one frame (header and payload) from `r` into `frame`; `Ok(false)`
+/// at a clean end of file. Checks length and checksum, not the contents.
+fn read_frame(r: &mut impl Read, frame: &mut Vec<u8>) -> Result<bool, String> {
+    frame.clear();
+    frame.resize(record::FRAME_HEADER, 0);
+    let mut got = 0;
+    while got < record::FRAME_HEADER {
+        match r.read(&mut frame[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err("truncated frame header".into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    if len == 0 || len > record::MAX_FRAME {
+        return Err(format!("frame length {len} out of range"));
+    }
+    frame.resize(record::FRAME_HEADER + len, 0);
+    r.read_exact(&mut frame[record::FRAME_HEADER..])
+        .map_err(|e| format!("truncated frame: {e}"))?;
+    if crc32c::crc32c(&frame[record::FRAME_HEADER..]) != crc {
+        return Err("frame checksum mismatch".into());
+    }
+    Ok(true)
+}
+
+/// Streams a snapshot file's records to `f` (without the final
+/// `SnapshotEnd`), after checking in a first pass that every frame is intact
+/// and the end marker counts them: a damaged snapshot feeds nothing.
+/// Streams, so a snapshot of a deep backlog never sits in memory whole.
+fn replay_snapshot(p: &Path, base: u64, f: &mut dyn FnMut(Record)) -> Result<u64, StorageError> {
+    let corrupt = |why: String| StorageError::Corrupt(format!("{}: {why}", p.display()));
+    let open = || -> Result<BufReader<File>, StorageError> {
+        let mut r = BufReader::with_capacity(1 << 20, File::open(p)?);
+        let mut h = [0u8; FILE_HEADER];
+        r.read_exact(&mut h).map_err(|e| corrupt(e.to_string()))?;
+        check_header(&h, SNAPSHOT_MAGIC, base).map_err(corrupt)?;
+        Ok(r)
+    };
+    let mut frame = Vec::new();
+    let mut r = open()?;
+    let mut count = 0u64;
+    let mut end = None;
+    while read_frame(&mut r, &mut frame).map_err(corrupt)? {
+        count += 1;
+        end = match record::decode(&frame) {
+            Ok((Record::SnapshotEnd { records }, _)) => Some((count, records)),
+            _ => None,
+        };
+    }
+    match end {
+        Some((at, records)) if at == count && records + 1 == count => {}
+        _ => return Err(corrupt("snapshot is incomplete".into())),
+    }
+    let mut r = open()?;
+    let mut n = 0u64;
+    while n + 1 < count && read_frame(&mut r, &mut frame).map_err(corrupt)? {
+        let (rec, _) = record::decode(&frame).map_err(|e| corrupt(e.to_string()))?;
+        f(rec);
+        n += 1;
+    }
+    Ok(n)
 }
 
 impl DiskLog {
@@ -241,6 +319,7 @@ impl DiskLog {
             failed,
             key,
             report,
+            readers: Mutex::new(HashMap::new()),
             _lock: lock,
         })
     }
@@ -307,7 +386,7 @@ fn repair_segments(dir: &Path, base: u64) -> Result<ReplayReport, StorageError> 
             cut = true;
             continue;
         }
-        let valid = scan_frames(&buf, |_| report.log_records += 1);
+        let valid = scan_frames(&buf, |_, _| report.log_records += 1);
         if buf.len() == FILE_HEADER {
             // Started and never written to (each start opens a new segment).
             fs::remove_file(&p)?;
@@ -360,6 +439,8 @@ fn writer_loop(
     failed: Arc<AtomicBool>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    // Messages in `buf` and where they land; told once written.
+    let mut placed: Vec<(Arc<MessageData>, BodyLoc)> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<(), StorageError>>> = Vec::new();
     let mut last_sync = Instant::now();
     let mut unsynced = false;
@@ -397,9 +478,17 @@ fn writer_loop(
             match c {
                 Cmd::Append(records, tx) => {
                     let start = buf.len();
+                    let placed_start = placed.len();
                     let mut too_large = false;
                     for r in &records {
                         let before = buf.len();
+                        if let Record::Publish { message, .. } = r {
+                            if message.loc.get().is_none() {
+                                if let Some(loc) = BodyLoc::new(seg.id, seg.len + before as u64) {
+                                    placed.push((message.clone(), loc));
+                                }
+                            }
+                        }
                         record::encode(r, &mut buf);
                         too_large |= buf.len() - before > record::MAX_FRAME + record::FRAME_HEADER;
                     }
@@ -407,6 +496,7 @@ fn writer_loop(
                         // Never write a frame recovery would refuse (it would
                         // cut the log there): refuse this append alone.
                         buf.truncate(start);
+                        placed.truncate(placed_start);
                         let _ = tx.send(Err(StorageError::Io(
                             "a record is larger than the log's frame limit".into(),
                         )));
@@ -415,7 +505,7 @@ fn writer_loop(
                     waiters.push(tx);
                 }
                 Cmd::Rotate(tx) => {
-                    let r = flush(&mut seg, &mut buf, &since_snapshot)
+                    let r = flush(&mut seg, &mut buf, &mut placed, &since_snapshot)
                         .and_then(|()| seg.file.sync_data().map_err(StorageError::from))
                         .and_then(|()| Segment::create(&cfg.dir, seg.id + 1));
                     match r {
@@ -434,7 +524,7 @@ fn writer_loop(
             }
         }
         if result.is_ok() {
-            result = flush(&mut seg, &mut buf, &since_snapshot);
+            result = flush(&mut seg, &mut buf, &mut placed, &since_snapshot);
         }
         if result.is_ok() && !waiters.is_empty() {
             unsynced = true;
@@ -480,13 +570,29 @@ fn writer_loop(
     }
 }
 
-fn flush(seg: &mut Segment, buf: &mut Vec<u8>, since: &AtomicU64) -> Result<(), StorageError> {
+/// Writes `buf` to the segment; then the messages in it learn where they are
+/// (readable from now on, durable once synced).
+fn flush(
+    seg: &mut Segment,
+    buf: &mut Vec<u8>,
+    placed: &mut Vec<(Arc<MessageData>, BodyLoc)>,
+    since: &AtomicU64,
+) -> Result<(), StorageError> {
     if buf.is_empty() {
+        placed.clear();
         return Ok(());
     }
     let r = seg.file.write_all(buf);
     let n = buf.len() as u64;
     buf.clear();
+    if r.is_ok() {
+        for (m, loc) in placed.drain(..) {
+            if m.loc.get().is_none() {
+                m.loc.set(loc);
+            }
+        }
+    }
+    placed.clear();
     r?;
     seg.len += n;
     since.fetch_add(n, Ordering::Relaxed);
@@ -520,49 +626,23 @@ impl Storage for DiskLog {
         }
     }
 
-    fn write_snapshot(&self, base: u64, records: Vec<Record>) -> Result<(), StorageError> {
-        let dir = &self.cfg.dir;
-        let tmp = dir.join(format!("snap-{base:016x}.tmp"));
-        let mut buf = file_header(SNAPSHOT_MAGIC, base);
-        let n = records.len() as u64;
-        let mut f = File::create(&tmp)?;
-        for r in &records {
-            record::encode(r, &mut buf);
-            if buf.len() >= 4 << 20 {
-                f.write_all(&buf)?;
-                buf.clear();
-            }
-        }
-        record::encode(&Record::SnapshotEnd { records: n }, &mut buf);
-        f.write_all(&buf)?;
-        f.sync_all()?;
-        let size = f.metadata()?.len();
-        drop(f);
-        fs::rename(&tmp, snapshot_path(dir, base))?;
-        sync_dir(dir)?;
-        // The snapshot is durable: what it covers can go.
-        for old in list_ids(dir, "snap-", ".snap")? {
-            if old < base {
-                fs::remove_file(snapshot_path(dir, old))?;
-            }
-        }
-        let mut kept = 0u64;
-        for id in list_ids(&dir.join("log"), "", ".seg")? {
-            if id < base {
-                fs::remove_file(segment_path(dir, id))?;
-            } else {
-                kept += fs::metadata(segment_path(dir, id)).map_or(0, |m| m.len());
-            }
-        }
-        sync_dir(&dir.join("log"))?;
-        sync_dir(dir)?;
-        self.last_snapshot_bytes.store(size, Ordering::Relaxed);
-        self.since_snapshot.store(kept, Ordering::Relaxed);
-        tracing::info!(base, records = n, bytes = size, "snapshot written");
-        Ok(())
+    fn begin_snapshot(&self, base: u64) -> Result<Box<dyn SnapshotSink + '_>, StorageError> {
+        let tmp = self.cfg.dir.join(format!("snap-{base:016x}.tmp"));
+        let file = File::create(&tmp)?;
+        Ok(Box::new(DiskSnapshot {
+            log: self,
+            base,
+            tmp,
+            file,
+            buf: file_header(SNAPSHOT_MAGIC, base),
+            records: 0,
+        }))
     }
 
-    fn replay(&self, f: &mut dyn FnMut(Record)) -> Result<ReplayReport, StorageError> {
+    fn replay(
+        &self,
+        f: &mut dyn FnMut(Record, Option<BodyLoc>),
+    ) -> Result<ReplayReport, StorageError> {
         let dir = &self.cfg.dir;
         let mut report = self.report.clone();
         report.log_records = 0;
@@ -570,25 +650,7 @@ impl Storage for DiskLog {
             None => 0,
             Some(&base) => {
                 let p = snapshot_path(dir, base);
-                let buf = read_file(&p)?;
-                check_header(&buf, SNAPSHOT_MAGIC, base)
-                    .map_err(|why| StorageError::Corrupt(format!("{}: {why}", p.display())))?;
-                let mut recs = Vec::new();
-                let valid = scan_frames(&buf, |r| recs.push(r));
-                let complete = valid == buf.len()
-                    && matches!(recs.last(), Some(Record::SnapshotEnd { records })
-                        if *records as usize + 1 == recs.len());
-                if !complete {
-                    return Err(StorageError::Corrupt(format!(
-                        "snapshot {} is incomplete or corrupt",
-                        p.display()
-                    )));
-                }
-                recs.pop();
-                report.snapshot_records = recs.len() as u64;
-                for r in recs {
-                    f(r);
-                }
+                report.snapshot_records = replay_snapshot(&p, base, &mut |r| f(r, None))?;
                 base
             }
         };
@@ -600,12 +662,55 @@ impl Storage for DiskLog {
             if check_header(&buf, SEGMENT_MAGIC, id).is_err() {
                 continue;
             }
-            scan_frames(&buf, |r| {
+            scan_frames(&buf, |r, off| {
                 report.log_records += 1;
-                f(r);
+                f(r, BodyLoc::new(id, off));
             });
         }
         Ok(report)
+    }
+
+    fn read(&self, loc: BodyLoc) -> Result<Arc<MessageData>, StorageError> {
+        let id = loc.segment();
+        let file = {
+            let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            match readers.get(&id) {
+                Some(f) => f.clone(),
+                None => {
+                    let f =
+                        Arc::new(File::open(segment_path(&self.cfg.dir, id)).map_err(|e| {
+                            StorageError::Io(format!("segment {id} for {loc:?}: {e}"))
+                        })?);
+                    readers.insert(id, f.clone());
+                    f
+                }
+            }
+        };
+        // Most frames fit the first read; a larger one takes a second.
+        let mut frame = vec![0u8; 1024];
+        let n = read_at_most(&file, &mut frame, loc.offset())?;
+        frame.truncate(n);
+        if n < record::FRAME_HEADER {
+            return Err(StorageError::Corrupt(format!("no record at {loc:?}")));
+        }
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        let want = record::FRAME_HEADER + len.min(record::MAX_FRAME);
+        if n < want {
+            frame.resize(want, 0);
+            file.read_exact_at(&mut frame[n..], loc.offset() + n as u64)?;
+        }
+        match record::decode(&frame[..want]) {
+            Ok((Record::Publish { message, .. }, _)) => {
+                if message.loc.get().is_none() {
+                    message.loc.set(loc);
+                }
+                Ok(message)
+            }
+            Ok(_) => Err(StorageError::Corrupt(format!(
+                "record at {loc:?} is not a message"
+            ))),
+            Err(e) => Err(StorageError::Corrupt(format!("record at {loc:?}: {e}"))),
+        }
     }
 
     fn receipt_key(&self) -> Option<[u8; 32]> {
@@ -621,6 +726,91 @@ impl Storage for DiskLog {
         if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();
         }
+    }
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends.
+fn read_at_most(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// A snapshot being written: frames go to `snap-<base>.tmp`, renamed into
+/// place by `finish` once synced.
+struct DiskSnapshot<'a> {
+    log: &'a DiskLog,
+    base: u64,
+    tmp: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    records: u64,
+}
+
+impl SnapshotSink for DiskSnapshot<'_> {
+    fn write(&mut self, r: &Record) -> Result<(), StorageError> {
+        record::encode(r, &mut self.buf);
+        self.records += 1;
+        if self.buf.len() >= 4 << 20 {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, keep: &BTreeSet<u64>) -> Result<(), StorageError> {
+        let log = self.log;
+        let dir = &log.cfg.dir;
+        let base = self.base;
+        let n = self.records;
+        record::encode(&Record::SnapshotEnd { records: n }, &mut self.buf);
+        self.file.write_all(&self.buf)?;
+        self.file.sync_all()?;
+        let size = self.file.metadata()?.len();
+        fs::rename(&self.tmp, snapshot_path(dir, base))?;
+        sync_dir(dir)?;
+        // The snapshot is durable: what it covers can go, except segments
+        // still holding messages it refers to.
+        for old in list_ids(dir, "snap-", ".snap")? {
+            if old < base {
+                fs::remove_file(snapshot_path(dir, old))?;
+            }
+        }
+        let mut kept = 0u64;
+        let mut held = 0u64;
+        for id in list_ids(&dir.join("log"), "", ".seg")? {
+            if id >= base {
+                kept += fs::metadata(segment_path(dir, id)).map_or(0, |m| m.len());
+            } else if keep.contains(&id) {
+                held += fs::metadata(segment_path(dir, id)).map_or(0, |m| m.len());
+            } else {
+                fs::remove_file(segment_path(dir, id))?;
+                log.readers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+            }
+        }
+        sync_dir(&dir.join("log"))?;
+        sync_dir(dir)?;
+        log.last_snapshot_bytes.store(size, Ordering::Relaxed);
+        log.since_snapshot.store(kept, Ordering::Relaxed);
+        tracing::info!(
+            base,
+            records = n,
+            bytes = size,
+            held_segments = keep.len(),
+            held_bytes = held,
+            "snapshot written"
+        );
+        Ok(())
     }
 }
 

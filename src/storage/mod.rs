@@ -11,14 +11,18 @@
 mod log;
 pub mod record;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
+use crate::model::{BodyLoc, MessageData};
+use std::sync::Arc;
+
 pub use log::{DiskLog, DiskLogConfig, ReplayReport};
-pub use record::{CopyRec, Record};
+pub use record::{CopyRec, Record, StoredRec};
 
 /// Why storage failed. Once a write fails the log refuses further writes:
 /// the server answers 503 rather than pretend.
@@ -110,18 +114,41 @@ pub trait Storage: Send + Sync + 'static {
         Commit::ready(0)
     }
 
-    /// Writes a snapshot of the state as of the start of segment `base` (the
-    /// records), then deletes what it makes redundant. Blocking.
-    fn write_snapshot(&self, base: u64, records: Vec<Record>) -> Result<(), StorageError> {
-        let _ = (base, records);
-        Ok(())
+    /// Starts a snapshot of the state as of the start of segment `base`.
+    /// Records are streamed into the sink (a deep backlog never sits in
+    /// memory as records); `finish` makes it durable and deletes what it
+    /// covers. Blocking.
+    fn begin_snapshot(&self, base: u64) -> Result<Box<dyn SnapshotSink + '_>, StorageError> {
+        let _ = base;
+        Ok(Box::new(DiscardSnapshot))
     }
 
-    /// Feeds every stored record, snapshot first, to `f`. Blocking; called
-    /// once at start-up.
-    fn replay(&self, f: &mut dyn FnMut(Record)) -> Result<ReplayReport, StorageError> {
+    /// A whole snapshot at once (tests and small states).
+    fn write_snapshot(&self, base: u64, records: Vec<Record>) -> Result<(), StorageError> {
+        let mut sink = self.begin_snapshot(base)?;
+        for r in &records {
+            sink.write(r)?;
+        }
+        sink.finish(&BTreeSet::new())
+    }
+
+    /// Feeds every stored record, snapshot first, to `f`, with the location
+    /// of records read from log segments (a `Publish` there can be read
+    /// back with [`read`](Self::read)). Blocking; called once at start-up.
+    fn replay(
+        &self,
+        f: &mut dyn FnMut(Record, Option<BodyLoc>),
+    ) -> Result<ReplayReport, StorageError> {
         let _ = f;
         Ok(ReplayReport::default())
+    }
+
+    /// Reads back the message of the `Publish` record at `loc`. Blocking
+    /// (one positioned read, usually from the page cache).
+    fn read(&self, loc: BodyLoc) -> Result<Arc<MessageData>, StorageError> {
+        Err(StorageError::Io(format!(
+            "this storage keeps no messages (asked for {loc:?})"
+        )))
     }
 
     /// The key receipts are signed with, kept so receipts survive restarts.
@@ -131,6 +158,28 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Flushes and stops the writer (at shutdown). Blocking.
     fn close(&self) {}
+}
+
+/// Receives a snapshot's records in order. See [`Storage::begin_snapshot`].
+pub trait SnapshotSink {
+    fn write(&mut self, r: &Record) -> Result<(), StorageError>;
+
+    /// Makes the snapshot durable, then deletes the older snapshot and the
+    /// segments below its base, except those in `keep` (segments holding
+    /// messages the snapshot refers to with `Stored` records).
+    fn finish(self: Box<Self>, keep: &BTreeSet<u64>) -> Result<(), StorageError>;
+}
+
+struct DiscardSnapshot;
+
+impl SnapshotSink for DiscardSnapshot {
+    fn write(&mut self, _r: &Record) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, _keep: &BTreeSet<u64>) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// Keeps nothing: `--memory`.

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use crate::model::{
-    Attributes, BodyEncoding, MessageData, MessageId, Millis, QueueName, QueueSettings, TopicName,
-    TopicSettings,
+    Attributes, BodyEncoding, BodyLoc, MessageData, MessageId, Millis, QueueName, QueueSettings,
+    TopicName, TopicSettings,
 };
 
 /// Largest frame accepted when decoding (a body is at most 1 MiB plus
@@ -101,6 +101,24 @@ pub enum Record {
     SnapshotEnd {
         records: u64,
     },
+    /// Snapshot only: one message copy whose message is in a `Publish`
+    /// frame of a log segment (`loc`) the snapshot keeps. A deep backlog is
+    /// checkpointed as these (tens of bytes each), never as bodies.
+    Stored(StoredRec),
+}
+
+/// See [`Record::Stored`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRec {
+    pub queue_uid: u64,
+    pub seq: u64,
+    pub loc: BodyLoc,
+    pub receive_count: u32,
+    pub first_received_at: Option<Millis>,
+    pub enqueued_at: Millis,
+    pub visible_at: Option<Millis>,
+    pub group_id: Option<Arc<str>>,
+    pub dead_letter_source: Option<QueueName>,
 }
 
 /// Why a frame could not be decoded.
@@ -132,6 +150,7 @@ mod tag {
     pub const QUEUE_SEQ: u8 = 11;
     pub const DEDUP: u8 = 12;
     pub const SNAPSHOT_END: u8 = 13;
+    pub const STORED: u8 = 14;
 }
 
 // ---- encoding ----
@@ -339,6 +358,18 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) {
             e.u8(tag::SNAPSHOT_END);
             e.u64(*records);
         }
+        Record::Stored(r) => {
+            e.u8(tag::STORED);
+            e.u64(r.queue_uid);
+            e.u64(r.seq);
+            e.u64(r.loc.to_bits());
+            e.u32(r.receive_count);
+            e.opt_u64(r.first_received_at);
+            e.u64(r.enqueued_at);
+            e.opt_u64(r.visible_at);
+            e.opt_str(r.group_id.as_deref());
+            e.opt_str(r.dead_letter_source.as_ref().map(|q| q.as_str()));
+        }
     }
     let payload_len = out.len() - start - FRAME_HEADER;
     let crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
@@ -545,6 +576,7 @@ fn decode_payload(d: &mut Dec<'_>) -> DResult<Record> {
                     sent_at,
                     size,
                     visible_at,
+                    loc: Default::default(),
                 }),
                 copies,
             }
@@ -583,6 +615,17 @@ fn decode_payload(d: &mut Dec<'_>) -> DResult<Record> {
             expires_at: d.u64()?,
         },
         tag::SNAPSHOT_END => Record::SnapshotEnd { records: d.u64()? },
+        tag::STORED => Record::Stored(StoredRec {
+            queue_uid: d.u64()?,
+            seq: d.u64()?,
+            loc: BodyLoc::from_bits(d.u64()?).ok_or(DecodeError::Malformed("bad body location"))?,
+            receive_count: d.u32()?,
+            first_received_at: d.opt(|d| d.u64())?,
+            enqueued_at: d.u64()?,
+            visible_at: d.opt(|d| d.u64())?,
+            group_id: d.opt(|d| d.str())?.map(|s| Arc::from(s.as_str())),
+            dead_letter_source: d.opt(|d| d.queue())?,
+        }),
         other => return Err(DecodeError::UnknownType(other)),
     })
 }
@@ -625,6 +668,7 @@ mod tests {
                     sent_at: 5,
                     size: 8,
                     visible_at: Some(10),
+                    loc: Default::default(),
                 }),
                 copies: vec![CopyRec {
                     queue_uid: 9,
@@ -647,6 +691,17 @@ mod tests {
                 queue_uid: 9,
                 below_seq: 4,
             },
+            Record::Stored(StoredRec {
+                queue_uid: 9,
+                seq: 12,
+                loc: BodyLoc::new(3, 4096).expect("fits"),
+                receive_count: 2,
+                first_received_at: Some(7),
+                enqueued_at: 6,
+                visible_at: None,
+                group_id: Some(Arc::from("g")),
+                dead_letter_source: None,
+            }),
             Record::SnapshotEnd { records: 6 },
         ]
     }

@@ -28,8 +28,8 @@ use proptest::test_runner::TestCaseError;
 
 use super::*;
 use crate::model::{
-    Attributes, BodyEncoding, DeadLetterSettings, MessageData, MessageId, QueueName, QueueSettings,
-    RetryBackoff,
+    Attributes, BodyEncoding, DeadLetterSettings, MessageData, MessageId, MsgRef, QueueName,
+    QueueSettings, RetryBackoff,
 };
 
 const T0: Millis = 1_000_000;
@@ -455,11 +455,12 @@ fn message(id: usize, group: Option<&str>, now: Millis) -> Arc<MessageData> {
         sent_at: now,
         size: 2,
         visible_at: None,
+        loc: Default::default(),
     })
 }
 
-fn index_of(msg: &MessageData) -> usize {
-    msg.id.0 as usize
+fn index_of(msg: &MsgRef) -> usize {
+    msg.mem().expect("the engine keeps what it was given").id.0 as usize
 }
 
 /// The engine and the model side by side, with the test's clock.

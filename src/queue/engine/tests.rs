@@ -23,6 +23,7 @@ fn msg(body: &str) -> Arc<MessageData> {
         sent_at: T0,
         size: body.len(),
         visible_at: None,
+        loc: Default::default(),
     })
 }
 
@@ -58,7 +59,9 @@ fn send_group(q: &mut QueueState, body: &str, group: &str, now: Millis) -> Enque
 }
 
 fn bodies(d: &[Delivery]) -> Vec<&str> {
-    d.iter().map(|d| d.message.body.as_str()).collect()
+    d.iter()
+        .map(|d| d.message.mem().expect("in memory").body.as_str())
+        .collect()
 }
 
 #[test]
@@ -423,5 +426,44 @@ fn timer_heap_stays_bounded_under_ack_churn() {
         q.ack(&d[0].receipt).expect("ack");
     }
     assert!(q.timers.len() <= 1024 + 2, "heap {}", q.timers.len());
-    assert!(q.arrivals.len() <= 1024 + 2);
+    assert!(q.entries.is_empty(), "nothing left behind");
+}
+
+#[test]
+fn page_out_swaps_written_messages_for_their_location_and_stops_at_unwritten() {
+    use crate::model::{BodyLoc, MsgRef};
+    let mut q = std_queue(QueueSettings::default());
+    let msgs: Vec<_> = (0..10).map(|i| msg(&format!("m{i}"))).collect();
+    for m in &msgs {
+        q.enqueue(m.clone(), EnqueueOptions::default(), T0)
+            .expect("enqueue");
+    }
+    let all = q.resident_bytes();
+    assert!(all > 0);
+    // The first six are written; the seventh is not (yet).
+    for (i, m) in msgs.iter().take(6).enumerate() {
+        m.loc.set(BodyLoc::new(1, 100 + i as u64).expect("fits"));
+    }
+    let freed = q.page_out(0, usize::MAX);
+    assert_eq!(freed + q.resident_bytes(), all);
+    let d = q.receive(10, None, T0);
+    let disk = d
+        .iter()
+        .filter(|d| matches!(d.message, MsgRef::Disk(_)))
+        .count();
+    assert_eq!(disk, 6, "written ones are held by location");
+    assert!(
+        matches!(&d[6].message, MsgRef::Mem(_)),
+        "unwritten ones stay"
+    );
+    // The rest is paged once written; the cursor does not rescan.
+    for (i, m) in msgs.iter().enumerate().skip(6) {
+        m.loc.set(BodyLoc::new(2, i as u64).expect("fits"));
+    }
+    q.page_out(0, usize::MAX);
+    assert_eq!(q.resident_bytes(), 0);
+    for x in &d {
+        q.ack(&x.receipt).expect("ack");
+    }
+    assert!(q.is_empty());
 }

@@ -26,7 +26,7 @@ fn qput(uid: u64) -> Record {
 
 fn replay_all(log: &DiskLog) -> (Vec<Record>, ReplayReport) {
     let mut v = Vec::new();
-    let rep = log.replay(&mut |r| v.push(r)).expect("replay");
+    let rep = log.replay(&mut |r, _| v.push(r)).expect("replay");
     (v, rep)
 }
 

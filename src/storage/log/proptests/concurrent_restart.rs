@@ -81,11 +81,9 @@ fn contents(h: &Hub) -> BTreeMap<&'static str, BTreeMap<u64, (MessageId, u32)>> 
     QUEUES
         .iter()
         .map(|q| {
-            let handle = h.queue(&qn(q)).expect("queue");
-            let g = handle.lock();
-            let held = g
-                .engine
-                .snapshot()
+            let held = h
+                .stored_messages(&qn(q))
+                .expect("queue")
                 .into_iter()
                 .map(|(seq, m, count)| (seq, (m.id, count)))
                 .collect();

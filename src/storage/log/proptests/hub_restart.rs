@@ -11,6 +11,8 @@
 //! or go backwards across restarts, FIFO groups keep their order, and dead
 //! letters hold exactly the messages nacked or lapsed at `max_receives`.
 
+use crate::model::{BodyLoc, MessageData};
+use crate::storage::SnapshotSink;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -111,15 +113,22 @@ impl Storage for Tap {
         self.log.rotate()
     }
 
-    fn write_snapshot(&self, base: u64, records: Vec<Record>) -> Result<(), StorageError> {
-        self.log.write_snapshot(base, records)?;
-        let mut h = self.history();
-        h.snapshot_cut = h.rotated_at;
-        Ok(())
+    fn begin_snapshot(&self, base: u64) -> Result<Box<dyn SnapshotSink + '_>, StorageError> {
+        Ok(Box::new(TapSnapshot {
+            inner: self.log.begin_snapshot(base)?,
+            tap: self,
+        }))
     }
 
-    fn replay(&self, f: &mut dyn FnMut(Record)) -> Result<ReplayReport, StorageError> {
+    fn replay(
+        &self,
+        f: &mut dyn FnMut(Record, Option<BodyLoc>),
+    ) -> Result<ReplayReport, StorageError> {
         self.log.replay(f)
+    }
+
+    fn read(&self, loc: BodyLoc) -> Result<Arc<MessageData>, StorageError> {
+        self.log.read(loc)
     }
 
     fn receipt_key(&self) -> Option<[u8; 32]> {
@@ -128,6 +137,26 @@ impl Storage for Tap {
 
     fn close(&self) {
         self.log.close();
+    }
+}
+
+/// Notes in the history where a finished snapshot cut the log.
+struct TapSnapshot<'a> {
+    inner: Box<dyn SnapshotSink + 'a>,
+    tap: &'a Tap,
+}
+
+impl SnapshotSink for TapSnapshot<'_> {
+    fn write(&mut self, r: &Record) -> Result<(), StorageError> {
+        self.inner.write(r)
+    }
+
+    fn finish(self: Box<Self>, keep: &std::collections::BTreeSet<u64>) -> Result<(), StorageError> {
+        let tap = self.tap;
+        self.inner.finish(keep)?;
+        let mut h = tap.history();
+        h.snapshot_cut = h.rotated_at;
+        Ok(())
     }
 }
 
@@ -623,6 +652,18 @@ impl Run {
                 super::super::snapshot_path(dir, *base),
             )
             .expect("copy the snapshot");
+            // Segments below the base that the snapshot kept hold the
+            // messages its `Stored` records point at.
+            std::fs::create_dir_all(dir.join("log")).expect("log dir");
+            for id in super::super::list_ids(&old.join("log"), "", ".seg").expect("list segments") {
+                if id < *base {
+                    std::fs::copy(
+                        super::super::segment_path(old, id),
+                        super::super::segment_path(dir, id),
+                    )
+                    .expect("copy a held segment");
+                }
+            }
         }
         let is_definition = |r: &Record| {
             matches!(
@@ -773,11 +814,8 @@ impl Run {
         for (q, mq) in self.model.queues.iter_mut().enumerate() {
             let stats = hub.describe_queue(&qn(q)).expect("describe").stats;
             let held: Vec<(u64, MessageId, u32)> = hub
-                .queue(&qn(q))
+                .stored_messages(&qn(q))
                 .expect("queue")
-                .lock()
-                .engine
-                .snapshot()
                 .into_iter()
                 .map(|(seq, m, count)| (seq, m.id, count))
                 .collect();

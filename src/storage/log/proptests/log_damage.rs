@@ -86,7 +86,7 @@ fn cfg(dir: &Path, segment_bytes: u64) -> DiskLogConfig {
 
 fn replay_all(log: &DiskLog) -> Result<(Vec<Record>, ReplayReport), StorageError> {
     let mut v = Vec::new();
-    let rep = log.replay(&mut |r| v.push(r))?;
+    let rep = log.replay(&mut |r, _| v.push(r))?;
     Ok((v, rep))
 }
 

@@ -92,6 +92,7 @@ fn message() -> impl Strategy<Value = Arc<MessageData>> {
                     sent_at,
                     size,
                     visible_at: vis,
+                    loc: Default::default(),
                 })
             },
         )

@@ -25,7 +25,7 @@ fn qput(uid: u64) -> Record {
 
 fn replay_all(log: &DiskLog) -> Vec<Record> {
     let mut v = Vec::new();
-    log.replay(&mut |r| v.push(r)).expect("replay");
+    log.replay(&mut |r, _| v.push(r)).expect("replay");
     v
 }
 
