@@ -846,7 +846,7 @@ async fn every_websocket_op_checks_its_grant_and_a_refused_op_changes_nothing() 
         granted: Value,
         lacking: Value,
     }
-    let ops = vec![
+    let ops = [
         Op {
             name: "subscribe queue",
             frame: json!({"op": "subscribe", "sub": "q", "queue": "jobs"}),
