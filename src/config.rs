@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{AuthArgs, AuthConfig, AuthSection};
 use crate::model::{QueueName, QueueSettingsPatch, TopicName, TopicSettingsPatch};
 
 /// Default listen address of the contract.
@@ -105,6 +106,8 @@ pub struct ServeArgs {
     /// Most subscriptions on one WebSocket connection [default: 100].
     #[arg(long, env = "PUBQ_WS_MAX_SUBSCRIPTIONS")]
     pub ws_max_subscriptions: Option<usize>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Parses `30s`, `5m`, `1h`, `250ms` or plain seconds.
@@ -207,6 +210,9 @@ pub struct FileConfig {
     pub queues: Vec<QueueDecl>,
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionDecl>,
+    /// API keys, JWT keys, rates (see `docs/security.md`).
+    #[serde(default)]
+    pub auth: AuthSection,
 }
 
 impl FileConfig {
@@ -282,7 +288,7 @@ pub struct WsConfig {
     /// Most subscriptions per connection.
     pub max_subscriptions: usize,
     /// Without a token in the header or query, the `auth` frame must come
-    /// within this long (used once authentication is configured).
+    /// within this long (when authentication is configured).
     pub auth_timeout: Duration,
 }
 
@@ -308,6 +314,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     pub shutdown_grace: Duration,
     pub ws: WsConfig,
+    /// Keys, grants, rates.
+    pub auth: AuthConfig,
     /// Resources to declare at boot.
     pub declare: FileConfig,
 }
@@ -320,6 +328,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(10),
             ws: WsConfig::default(),
+            auth: AuthConfig::default(),
             declare: FileConfig::default(),
         }
     }
@@ -401,14 +410,17 @@ impl ServerConfig {
                 .ws_max_subscriptions
                 .or(s.ws_max_subscriptions)
                 .unwrap_or(w.max_subscriptions),
+            auth_timeout: args.auth.ws_auth_timeout.unwrap_or(w.auth_timeout),
             ..w
         };
+        let auth = AuthConfig::resolve(&file.auth, &args.auth);
         Ok(Self {
             listen,
             storage,
             limits,
             shutdown_grace,
             ws,
+            auth,
             declare: file,
         })
     }

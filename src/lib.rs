@@ -3,10 +3,12 @@
 //! Reading order: [`model`] (names, messages, settings) → [`queue`] (the pure
 //! engine of one queue) → [`hub`] (registry, fan-out, filters, long-poll
 //! waiters, timers, recovery) → [`storage`] (the durable log) → [`api`]
-//! (HTTP) and [`ws`] (WebSocket push) → [`server`] (bind, run, drain) →
-//! [`config`], [`client`] and [`cli`].
+//! (HTTP) and [`ws`] (WebSocket push), both asking [`auth`] (tokens, grants,
+//! rate limits, audit) → [`server`] (bind, run, drain) → [`config`],
+//! [`client`] and [`cli`].
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

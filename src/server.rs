@@ -34,6 +34,15 @@ pub enum ServerError {
     Serve(std::io::Error),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("authentication settings: {0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
+    #[error(
+        "refusing to listen on {addr} without authentication: anyone who can reach it could \
+         do everything. Configure API keys or JWT keys ([auth] in pubq.toml, see \
+         docs/security.md), listen on a loopback address (127.0.0.1), or pass \
+         --insecure-no-auth if this is really wanted"
+    )]
+    InsecureListen { addr: SocketAddr },
 }
 
 /// A running server.
@@ -65,6 +74,7 @@ impl ServerHandle {
 /// task. `/readyz` (and every `/v1` route) answers 503 `NotReady` until
 /// recovery is done.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+    let auth = Arc::new(check_auth(&config)?);
     let storage: Arc<dyn Storage> = match &config.storage {
         StorageConfig::Memory => Arc::new(MemoryStorage),
         StorageConfig::Disk {
@@ -90,7 +100,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         config.limits.clone(),
         storage.clone(),
     );
-    let state = AppState::new(hub.clone(), receipts, config.ws.clone());
+    let state = AppState::new(hub.clone(), receipts, config.ws.clone(), auth.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -98,8 +108,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "listening beyond loopback without authentication");
+    if !auth.enabled() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening beyond loopback without authentication (--insecure-no-auth)");
     }
     let (stop, mut stop_rx) = watch::channel(false);
     let app = api::router(state.clone());
@@ -169,6 +179,25 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     })
 }
 
+/// Loads the keys, and refuses to serve beyond loopback without them unless
+/// `--insecure-no-auth` says so.
+fn check_auth(config: &ServerConfig) -> Result<crate::auth::Auth, ServerError> {
+    let auth = crate::auth::Auth::from_config(&config.auth)?;
+    if auth.enabled() {
+        tracing::info!("{}", auth.summary());
+    } else if config.listen.ip().is_loopback() {
+        tracing::warn!(
+            "{}; every request is allowed, so listening on loopback only",
+            auth.summary()
+        );
+    } else if !auth.insecure_no_auth() {
+        return Err(ServerError::InsecureListen {
+            addr: config.listen,
+        });
+    }
+    Ok(auth)
+}
+
 /// Takes a checkpoint whenever storage says one is due.
 fn spawn_checkpoints(hub: Hub) {
     if !hub.storage().is_durable() {
@@ -192,7 +221,18 @@ fn spawn_checkpoints(hub: Hub) {
 /// Runs the server until SIGINT/SIGTERM. Prints `listening on http://ADDR` on
 /// stdout once bound (tests and scripts read the port from that line).
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let secured = config.auth.has_keys();
     let handle = start(config).await?;
+    if !secured {
+        eprintln!(
+            "warning: no API key or JWT key configured: every request is allowed{}",
+            if handle.addr.ip().is_loopback() {
+                "; listening on loopback only"
+            } else {
+                " from anywhere (--insecure-no-auth)"
+            }
+        );
+    }
     println!("listening on http://{}", handle.addr);
     tracing::info!(addr = %handle.addr, "pubq ready");
     handle.wait().await

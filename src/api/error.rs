@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::{retry_after_seconds, AuthError};
 use crate::hub::HubError;
 use crate::queue::ReceiptError;
 
@@ -14,6 +15,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// `Retry-After` of a 429, in seconds (1 when not set).
+    pub retry_after_seconds: Option<u64>,
 }
 
 /// The `{"code", "message"}` object, also used per entry inside 200 answers.
@@ -34,6 +37,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -75,6 +79,24 @@ impl From<HubError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use StatusCode as S;
+        let (status, code) = match &e {
+            AuthError::Throttled { .. } => (S::TOO_MANY_REQUESTS, "Throttled"),
+            AuthError::Forbidden { .. } | AuthError::IdentityChange { .. } => {
+                (S::FORBIDDEN, "Forbidden")
+            }
+            _ => (S::UNAUTHORIZED, "Unauthenticated"),
+        };
+        let mut out = Self::new(status, code, e.to_string());
+        if let AuthError::Throttled { retry_after, .. } = e {
+            out.retry_after_seconds = Some(retry_after_seconds(retry_after));
+        }
+        out
+    }
+}
+
 impl From<crate::model::NameError> for ApiError {
     fn from(e: crate::model::NameError) -> Self {
         HubError::InvalidName(e).into()
@@ -100,7 +122,13 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
+                axum::http::HeaderValue::from(self.retry_after_seconds.unwrap_or(1)),
+            );
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"pubq\""),
             );
         }
         resp

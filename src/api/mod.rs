@@ -2,6 +2,7 @@
 //! contract. Handlers translate wire shapes to hub calls and back; the rules
 //! live in the hub and the engine.
 
+pub(crate) mod access;
 mod body;
 pub mod dto;
 pub mod error;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -24,6 +25,9 @@ use dto::{EntryOut, MessageOut, PublishInput, ReceiptOut, ReceiptsBody};
 use error::ApiError;
 use receipt::ReceiptCodec;
 
+use access::{allow, allow_queue, throttle};
+
+use crate::auth::{audit, Action, Auth, Principal, RateKind, Resource};
 use crate::hub::{Hub, HubError, NewMessage, ReceiveRequest, MAX_BATCH};
 use crate::model::{QueueName, TopicName, TopicSettingsPatch};
 use crate::queue::{Receipt, ReceiptError};
@@ -38,16 +42,24 @@ pub struct AppState {
     pub ws: Arc<crate::config::WsConfig>,
     /// Becomes true at shutdown (WebSocket sessions close with 1001).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Tokens, grants and rates.
+    pub auth: Arc<Auth>,
 }
 
 impl AppState {
-    pub fn new(hub: Hub, receipts: ReceiptCodec, ws: crate::config::WsConfig) -> Self {
+    pub fn new(
+        hub: Hub,
+        receipts: ReceiptCodec,
+        ws: crate::config::WsConfig,
+        auth: Arc<Auth>,
+    ) -> Self {
         Self {
             shutdown: hub.shutdown_watch(),
             hub,
             receipts,
             ready: Arc::new(AtomicBool::new(false)),
             ws: Arc::new(ws),
+            auth,
         }
     }
 }
@@ -86,6 +98,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ws", get(crate::ws::handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inner: authentication runs once the server is ready.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ready_gate,
@@ -113,6 +130,20 @@ async fn ready_gate(
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// 403 unless the token has some grant on `r` (describe).
+fn allow_any(who: &Principal, r: Resource<'_>) -> Result<(), ApiError> {
+    if who.grants().any_on(r) {
+        return Ok(());
+    }
+    let e = crate::auth::AuthError::Forbidden {
+        principal: who.id().to_string(),
+        action: "any".into(),
+        resource: r.to_string(),
+    };
+    audit::refused(who, "describe", &e);
+    Err(e.into())
+}
 
 fn topic_name(p: Result<Path<String>, PathRejection>) -> Result<TopicName, ApiError> {
     let Path(s) = p.map_err(|e| HubError::InvalidRequest(e.body_text()))?;
@@ -174,17 +205,24 @@ async fn readyz(State(s): State<AppState>) -> ApiResult {
 
 // ---- topics ----
 
-async fn list_topics(State(s): State<AppState>) -> ApiResult {
-    ok_json(StatusCode::OK, json!({"topics": s.hub.list_topics()}))
+/// Lists only what the token has some grant on.
+async fn list_topics(State(s): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult {
+    let mut topics = s.hub.list_topics();
+    topics.retain(|t| p.grants().any_on(Resource::topic(t.as_str())));
+    ok_json(StatusCode::OK, json!({ "topics": topics }))
 }
 
 async fn put_topic(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     JsonBody(patch): JsonBody<TopicSettingsPatch>,
 ) -> ApiResult {
     let name = topic_name(p)?;
+    let r = Resource::topic(name.as_str());
+    allow(&s, &who, Action::Admin, r)?;
     let created = s.hub.put_topic(&name, &patch).await?;
+    audit::admin_change(&who, if created { "create" } else { "update" }, r);
     let status = created_status(created);
     match s.hub.describe_topic(&name) {
         Ok(info) => ok_json(status, dto::topic_json(&info)),
@@ -194,8 +232,13 @@ async fn put_topic(
     }
 }
 
-async fn get_topic(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+async fn get_topic(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult {
     let name = topic_name(p)?;
+    allow_any(&who, Resource::topic(name.as_str()))?;
     ok_json(
         StatusCode::OK,
         dto::topic_json(&s.hub.describe_topic(&name)?),
@@ -204,20 +247,32 @@ async fn get_topic(State(s): State<AppState>, p: Result<Path<String>, PathReject
 
 async fn delete_topic(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let name = topic_name(p)?;
+    let r = Resource::topic(name.as_str());
+    allow(&s, &who, Action::Admin, r)?;
     s.hub.delete_topic(&name).await?;
+    audit::admin_change(&who, "delete", r);
     ok_json(StatusCode::OK, json!({"deleted": name}))
 }
 
 async fn subscribe(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<(String, String)>, PathRejection>,
     JsonBody(b): JsonBody<dto::SubscribeBody>,
 ) -> ApiResult {
     let (topic, queue) = two_names(p)?;
+    allow(&s, &who, Action::Admin, Resource::topic(topic.as_str()))?;
     let created = s.hub.subscribe(&topic, &queue, b.filter.clone()).await?;
+    audit::subscription_change(
+        &who,
+        if created { "subscribe" } else { "resubscribe" },
+        topic.as_str(),
+        queue.as_str(),
+    );
     let status = created_status(created);
     ok_json(
         status,
@@ -227,10 +282,13 @@ async fn subscribe(
 
 async fn unsubscribe(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult {
     let (topic, queue) = two_names(p)?;
+    allow(&s, &who, Action::Admin, Resource::topic(topic.as_str()))?;
     s.hub.unsubscribe(&topic, &queue).await?;
+    audit::subscription_change(&who, "unsubscribe", topic.as_str(), queue.as_str());
     ok_json(
         StatusCode::OK,
         json!({"topic": topic, "queue": queue, "deleted": true}),
@@ -331,10 +389,13 @@ fn publish_answer(
 
 async fn publish(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> ApiResult {
     let topic = topic_name(p)?;
+    allow(&s, &who, Action::Publish, Resource::topic(topic.as_str()))?;
+    throttle(&s, &who, RateKind::Publish)?;
     let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
     let (batch, entries) = to_messages(dto::parse_publish(&bytes)?)?;
     let (slots, valid) = split_entries(entries);
@@ -348,10 +409,13 @@ async fn publish(
 
 async fn send(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> ApiResult {
     let queue = queue_name(p)?;
+    allow_queue(&s, &who, Action::Publish, &queue)?;
+    throttle(&s, &who, RateKind::Publish)?;
     let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
     let (batch, entries) = to_messages(dto::parse_publish(&bytes)?)?;
     let (slots, valid) = split_entries(entries);
@@ -365,21 +429,28 @@ async fn send(
 
 // ---- queues ----
 
-async fn list_queues(State(s): State<AppState>) -> ApiResult {
-    ok_json(StatusCode::OK, json!({"queues": s.hub.list_queues()}))
+/// Lists only what the token has some grant on.
+async fn list_queues(State(s): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult {
+    let mut queues = s.hub.list_queues();
+    queues.retain(|q| p.grants().any_on(Resource::queue(q.as_str())));
+    ok_json(StatusCode::OK, json!({ "queues": queues }))
 }
 
 async fn put_queue(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    let r = Resource::queue(name.as_str());
+    allow(&s, &who, Action::Admin, r)?;
     let bytes = read_body(req, s.hub.limits().max_request_bytes).await?;
     // Wrong types are `InvalidRequest`; a well-formed but out-of-range value
     // is `InvalidSetting` (from the hub).
     let patch = dto::parse_queue_settings(&bytes)?;
     let created = s.hub.put_queue(&name, &patch).await?;
+    audit::admin_change(&who, if created { "create" } else { "update" }, r);
     let status = created_status(created);
     // The describe is a second step: a concurrent DELETE may remove the
     // queue right after this PUT took effect. The PUT still succeeded and is
@@ -392,8 +463,13 @@ async fn put_queue(
     }
 }
 
-async fn get_queue(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+async fn get_queue(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult {
     let name = queue_name(p)?;
+    allow_any(&who, Resource::queue(name.as_str()))?;
     ok_json(
         StatusCode::OK,
         dto::queue_json(&s.hub.describe_queue(&name)?),
@@ -402,26 +478,41 @@ async fn get_queue(State(s): State<AppState>, p: Result<Path<String>, PathReject
 
 async fn delete_queue(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    let r = Resource::queue(name.as_str());
+    allow(&s, &who, Action::Admin, r)?;
     s.hub.delete_queue(&name).await?;
+    audit::admin_change(&who, "delete", r);
     ok_json(StatusCode::OK, json!({"deleted": name}))
 }
 
-async fn purge(State(s): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+async fn purge(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult {
     let name = queue_name(p)?;
+    let r = Resource::queue(name.as_str());
+    allow(&s, &who, Action::Admin, r)?;
     let n = s.hub.purge(&name).await?;
+    audit::admin_change(&who, "purge", r);
     ok_json(StatusCode::OK, json!({"purged": n}))
 }
 
 async fn redrive(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     JsonBody(b): JsonBody<dto::RedriveBody>,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    let r = Resource::queue(name.as_str());
+    allow(&s, &who, Action::Admin, r)?;
     let started = s.hub.redrive(&name, b.max_per_second)?;
+    audit::admin_change(&who, "redrive", r);
     ok_json(
         StatusCode::ACCEPTED,
         json!({"task_id": started.task_id, "messages": started.messages}),
@@ -432,10 +523,13 @@ async fn redrive(
 
 async fn receive(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     JsonBody(b): JsonBody<dto::ReceiveBody>,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    allow_queue(&s, &who, Action::Consume, &name)?;
+    throttle(&s, &who, RateKind::Receive)?;
     crate::ws::refuse_temporary(&*s.hub.queue(&name)?)?;
     let got = s
         .hub
@@ -499,10 +593,12 @@ fn receipts_answer(
 
 async fn ack(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     JsonBody(b): JsonBody<ReceiptsBody>,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    allow_queue(&s, &who, Action::Consume, &name)?;
     if b.delay_seconds.is_some() || b.seconds.is_some() {
         return Err(ApiError::invalid_request("ack takes only \"receipts\""));
     }
@@ -513,10 +609,12 @@ async fn ack(
 
 async fn nack(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     JsonBody(b): JsonBody<ReceiptsBody>,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    allow_queue(&s, &who, Action::Consume, &name)?;
     if b.seconds.is_some() {
         return Err(ApiError::invalid_request(
             "nack takes \"receipts\" and \"delay_seconds\"",
@@ -531,10 +629,12 @@ async fn nack(
 
 async fn visibility(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     p: Result<Path<String>, PathRejection>,
     JsonBody(b): JsonBody<ReceiptsBody>,
 ) -> ApiResult {
     let name = queue_name(p)?;
+    allow_queue(&s, &who, Action::Consume, &name)?;
     if b.delay_seconds.is_some() {
         return Err(ApiError::invalid_request(
             "visibility takes \"receipts\" and \"seconds\"",

@@ -2,7 +2,7 @@
 //! step, embedded in the binary. It uses only the public API (HTTP and
 //! `/v1/ws`). See `docs/live-page.md`.
 
-use axum::http::header;
+use axum::http::{header, Uri};
 use axum::response::IntoResponse;
 
 const INDEX_HTML: &str = include_str!("index.html");
@@ -19,9 +19,27 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
-/// `GET /`.
-pub async fn index() -> impl IntoResponse {
-    asset("text/html; charset=utf-8", INDEX_HTML)
+/// `GET /`. Opened as `/?token=TOKEN` on a server with keys, the page loads
+/// its assets with the same token (they are guarded like the page).
+pub async fn index(uri: Uri) -> impl IntoResponse {
+    let html = match crate::api::access::query_token(&uri) {
+        Some(t) => {
+            let q = format!("?token={}", crate::api::access::percent_encode(&t));
+            INDEX_HTML
+                .replace("\"ui/style.css\"", &format!("\"ui/style.css{q}\""))
+                .replace("\"ui/app.js\"", &format!("\"ui/app.js{q}\""))
+        }
+        None => INDEX_HTML.to_string(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // The page's URL may carry a token: never send it on.
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        html,
+    )
 }
 
 /// `GET /ui/app.js`.

@@ -9,6 +9,14 @@
 //! stops reading first stops getting credit (its acks stop), and past
 //! `--ws-outbox-bytes` it is closed with 1008 "slow consumer"; the queue keeps
 //! the messages, which become visible again at once.
+//!
+//! Authentication: a connection opened with a token (header or `?token=`)
+//! has its [`Principal`] from the start; otherwise its first frame must be
+//! `auth` within `--ws-auth-timeout`, else it closes with 1008. Every op
+//! checks its grant; a refused op gets an `error` frame and changes nothing.
+//! A JWT's connection closes with 1008 "token expired" at `exp` plus the
+//! leeway, unless an `auth` frame with a fresh token of the same principal
+//! came first.
 
 pub mod frames;
 mod push;
@@ -19,14 +27,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::api::access::{allow, allow_queue, throttle};
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::auth::{audit, fingerprint, Action, AuthError, Principal, RateKind, Resource};
 use crate::config::WsConfig;
 use crate::hub::HubError;
 use crate::model::{QueueName, TopicName};
@@ -41,8 +51,14 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
 }
 
-/// `GET /v1/ws`.
-pub async fn handler(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// `GET /v1/ws`. The principal is there when the upgrade request carried a
+/// token (the middleware checked it); otherwise the first frame is `auth`.
+pub async fn handler(
+    State(s): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let principal = principal.map(|Extension(p)| p);
     let max = s.ws.max_frame_bytes;
     // Small socket buffers: an idle connection must stay cheap (thousands of
     // subscribers per server); they grow as frames need.
@@ -50,7 +66,7 @@ pub async fn handler(State(s): State<AppState>, ws: WebSocketUpgrade) -> Respons
         .max_frame_size(max)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| run(socket, s))
+        .on_upgrade(move |socket| run(socket, s, principal))
 }
 
 /// What the writer task sends.
@@ -173,9 +189,17 @@ struct Session {
     state: AppState,
     out: Outbox,
     subs: HashMap<String, Sub>,
+    /// `None` until the `auth` frame (when the upgrade carried no token).
+    principal: Option<Principal>,
 }
 
-async fn run(socket: WebSocket, state: AppState) {
+/// Why a connection without a principal is closed.
+const AUTH_REQUIRED: &str = "authentication required: the first frame must be auth";
+
+/// Far enough ahead to stand for "never" without overflowing an `Instant`.
+const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+async fn run(socket: WebSocket, state: AppState, principal: Option<Principal>) {
     let cfg: WsConfig = state.ws.as_ref().clone();
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -194,7 +218,16 @@ async fn run(socket: WebSocket, state: AppState) {
         state: state.clone(),
         out: out.clone(),
         subs: HashMap::new(),
+        principal,
     };
+    let auth_wait = tokio::time::sleep(cfg.auth_timeout);
+    tokio::pin!(auth_wait);
+    let expiry = tokio::time::sleep(NEVER);
+    tokio::pin!(expiry);
+    let mut expiry_at = session.expiry_deadline();
+    if let Some(at) = expiry_at {
+        expiry.as_mut().reset(at);
+    }
     let last_seen = Arc::new(AtomicU64::new(state.hub.now()));
     // Ping often enough that a peer which only listens still answers within
     // the idle timeout.
@@ -227,7 +260,22 @@ async fn run(socket: WebSocket, state: AppState) {
                     Some(Ok(m)) => {
                         last_seen.store(state.hub.now(), Ordering::Relaxed);
                         match m {
-                            Message::Text(t) => session.handle(t.as_str()).await,
+                            Message::Text(t) => {
+                                if let Some(c) = session.handle(t.as_str()).await {
+                                    break Some(c);
+                                }
+                                // An `auth` frame may have changed the expiry.
+                                let at = session.expiry_deadline();
+                                if at != expiry_at {
+                                    expiry_at = at;
+                                    expiry.as_mut().reset(at.unwrap_or_else(|| {
+                                        tokio::time::Instant::now() + NEVER
+                                    }));
+                                }
+                            }
+                            Message::Binary(_) if session.principal.is_none() => {
+                                break Some((close::POLICY, AUTH_REQUIRED.into()));
+                            }
                             Message::Binary(_) => {
                                 session.reply_error(None, &ApiError::invalid_request(
                                     "binary frames are not accepted; send JSON text frames",
@@ -248,6 +296,13 @@ async fn run(socket: WebSocket, state: AppState) {
             }
             () = overflowed.notified() => {
                 break Some((close::POLICY, "slow consumer".into()));
+            }
+            () = &mut auth_wait, if session.principal.is_none() => {
+                audit::auth_failed(&AuthError::Missing, None, "websocket");
+                break Some((close::POLICY, AUTH_REQUIRED.into()));
+            }
+            () = &mut expiry, if expiry_at.is_some() => {
+                break Some((close::POLICY, "token expired".into()));
             }
             () = shutting_down(&mut shutdown) => {
                 break Some((close::GOING_AWAY, "server shutting down".into()));
@@ -290,44 +345,110 @@ impl Session {
         self.reply(frames::error(reference, &e.body()));
     }
 
-    async fn handle(&mut self, text: &str) {
+    /// When the principal's token stops being valid: `exp` plus the leeway.
+    fn expiry_deadline(&self) -> Option<tokio::time::Instant> {
+        let exp = self.principal.as_ref()?.expires_at()?;
+        let until = exp.saturating_add(self.state.auth.leeway().as_secs());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let left = Duration::from_secs(until).saturating_sub(now);
+        Some(tokio::time::Instant::now() + left.min(NEVER))
+    }
+
+    /// Handles one text frame; answers a close when the connection must end.
+    async fn handle(&mut self, text: &str) -> Option<(u16, String)> {
         let ClientFrame { reference, op } = match frames::parse(text) {
             Ok(f) => f,
-            Err(e) => return self.reply_error(e.reference, &e.error),
+            Err(_) if self.principal.is_none() => {
+                return Some((close::POLICY, AUTH_REQUIRED.into()))
+            }
+            Err(e) => {
+                self.reply_error(e.reference, &e.error);
+                return None;
+            }
+        };
+        let who = match (&op, &self.principal) {
+            (Op::Auth { token }, _) => return self.authenticate(reference, token),
+            (_, None) => return Some((close::POLICY, AUTH_REQUIRED.into())),
+            (_, Some(p)) => p.clone(),
         };
         let r = match op {
-            Op::Subscribe(s) => self.subscribe(s).await,
+            Op::Subscribe(s) => self.subscribe(&who, s).await,
             Op::Unsubscribe { sub } => self.unsubscribe(&sub).await,
             // Acks and publishes are applied now and answered once durable,
             // without holding up the frames behind them: a client acking one
             // message per frame shares disk syncs instead of waiting for each.
-            Op::Ack { receipts } => match self.settle(receipts, None, true) {
-                Ok((extra, commits)) => return self.answer_when_durable(reference, extra, commits),
+            Op::Ack { receipts } => match self.settle(&who, receipts, None, true) {
+                Ok((extra, commits)) => {
+                    self.answer_when_durable(reference, extra, commits);
+                    return None;
+                }
                 Err(e) => Err(e),
             },
             Op::Nack {
                 receipts,
                 delay_seconds,
             } => self
-                .settle(receipts, delay_seconds, false)
+                .settle(&who, receipts, delay_seconds, false)
                 .map(|(extra, _)| extra),
             Op::Publish {
                 topic,
                 queue,
                 message,
-            } => match self.publish(topic, queue, message) {
+            } => match self.publish(&who, topic, queue, message) {
                 Ok((extra, commit)) => {
-                    return self.answer_when_durable(reference, extra, vec![commit])
+                    self.answer_when_durable(reference, extra, vec![commit]);
+                    return None;
                 }
                 Err(e) => Err(e),
             },
-            // Authentication is not configured on this server: nothing to check.
-            Op::Auth { .. } => Ok(json!({})),
+            Op::Auth { .. } => return None,
         };
         match r {
             Ok(extra) => self.reply(frames::ok(reference, extra)),
             Err(e) => self.reply_error(reference, &e),
         }
+        None
+    }
+
+    /// The `auth` frame: the first one names the connection's principal; a
+    /// later one (a fresh token before the old expires) must name the same.
+    /// A failed first one closes the connection.
+    fn authenticate(
+        &mut self,
+        reference: Option<serde_json::Value>,
+        token: &str,
+    ) -> Option<(u16, String)> {
+        let p = match self.state.auth.authenticate(Some(token)) {
+            Ok(p) => p,
+            Err(e) => {
+                audit::auth_failed(&e, Some(&fingerprint(token)), "websocket");
+                self.reply_error(reference, &e.into());
+                return self
+                    .principal
+                    .is_none()
+                    .then(|| (close::POLICY, "authentication failed".into()));
+            }
+        };
+        if let Some(now) = &self.principal {
+            if now.id() != p.id() {
+                let e = AuthError::IdentityChange {
+                    now: now.id().to_string(),
+                    new: p.id().to_string(),
+                };
+                audit::refused(now, "websocket auth", &e);
+                self.reply_error(reference, &e.into());
+                return None;
+            }
+        }
+        let mut extra = json!({ "principal": p.id() });
+        if let Some(exp) = p.expires_at() {
+            extra["expires_at"] = json!(exp);
+        }
+        self.principal = Some(p);
+        self.reply(frames::ok(reference, extra));
+        None
     }
 
     /// Sends `ok` once every commit is durable (or the error if one fails).
@@ -350,7 +471,11 @@ impl Session {
         });
     }
 
-    async fn subscribe(&mut self, s: frames::Subscribe) -> Result<serde_json::Value, ApiError> {
+    async fn subscribe(
+        &mut self,
+        who: &Principal,
+        s: frames::Subscribe,
+    ) -> Result<serde_json::Value, ApiError> {
         self.forget_ended();
         if self.subs.contains_key(&s.sub) {
             return Err(ApiError::invalid_request(format!(
@@ -370,11 +495,13 @@ impl Session {
         let (queue, temporary, extra) = match (&s.queue, &s.topic) {
             (Some(q), _) => {
                 let name = QueueName::new(q)?;
+                allow_queue(&self.state, who, Action::Consume, &name)?;
                 refuse_temporary(&*hub.queue(&name)?)?;
                 (name, false, json!({"sub": s.sub, "queue": q}))
             }
             (None, Some(t)) => {
                 let topic = TopicName::new(t)?;
+                allow(&self.state, who, Action::Consume, Resource::topic(t))?;
                 let name = match &s.resume {
                     Some(token) => {
                         let name = self
@@ -408,6 +535,8 @@ impl Session {
             prefetch,
             auto_ack: s.auto_ack.unwrap_or(false),
             outstanding: outstanding.clone(),
+            auth: self.state.auth.clone(),
+            principal: who.clone(),
         };
         let task = tokio::spawn(push.run());
         self.subs.insert(
@@ -458,9 +587,11 @@ impl Session {
         }
     }
 
-    /// Ack (or nack) receipts of any of this connection's queues.
+    /// Ack (or nack) receipts of any of this connection's queues. Needs
+    /// `consume` on the queue of every receipt, or nothing is settled.
     fn settle(
         &mut self,
+        who: &Principal,
         receipts: Vec<String>,
         delay_seconds: Option<u32>,
         ack: bool,
@@ -481,6 +612,17 @@ impl Session {
             .map(|r| self.state.receipts.decode(r))
             .collect();
         let valid: Vec<Receipt> = decoded.iter().flatten().copied().collect();
+        let mut checked: Vec<u64> = Vec::new();
+        for r in &valid {
+            if checked.contains(&r.queue_uid) {
+                continue;
+            }
+            checked.push(r.queue_uid);
+            // A receipt of a queue that is gone answers `ReceiptInvalid` below.
+            if let Some(q) = self.state.hub.queue_by_uid(r.queue_uid) {
+                allow_queue(&self.state, who, Action::Consume, q.name())?;
+            }
+        }
         let (results, commits) = if ack {
             self.state.hub.ack_any_now(&valid)
         } else {
@@ -502,17 +644,40 @@ impl Session {
 
     fn publish(
         &mut self,
+        who: &Principal,
         topic: Option<String>,
         queue: Option<String>,
         message: crate::api::dto::WireMessage,
     ) -> Result<(serde_json::Value, crate::storage::Commit), ApiError> {
-        let m = message.into_new_message()?;
-        let (results, commit) = match (topic, queue) {
-            (Some(t), _) => self.state.hub.publish_now(&TopicName::new(&t)?, vec![m])?,
-            (None, Some(q)) => self.state.hub.send_now(&QueueName::new(&q)?, vec![m])?,
+        enum Target {
+            Topic(TopicName),
+            Queue(QueueName),
+        }
+        let target = match (topic, queue) {
+            (Some(t), _) => {
+                let t = TopicName::new(&t)?;
+                allow(
+                    &self.state,
+                    who,
+                    Action::Publish,
+                    Resource::topic(t.as_str()),
+                )?;
+                Target::Topic(t)
+            }
+            (None, Some(q)) => {
+                let q = QueueName::new(&q)?;
+                allow_queue(&self.state, who, Action::Publish, &q)?;
+                Target::Queue(q)
+            }
             (None, None) => {
                 return Err(ApiError::invalid_request("publish needs a topic or queue"))
             }
+        };
+        throttle(&self.state, who, RateKind::Publish)?;
+        let m = message.into_new_message()?;
+        let (results, commit) = match target {
+            Target::Topic(t) => self.state.hub.publish_now(&t, vec![m])?,
+            Target::Queue(q) => self.state.hub.send_now(&q, vec![m])?,
         };
         match results.into_iter().next() {
             Some(Ok(id)) => Ok((json!({"ids": [id.to_string()]}), commit)),

@@ -13,6 +13,7 @@ use super::frames::{self, MessageFrame};
 use super::Outbox;
 use crate::api::dto::MessageOut;
 use crate::api::receipt::ReceiptCodec;
+use crate::auth::{Auth, AuthError, Principal, RateKind};
 use crate::hub::{Hub, HubError, ReceiveRequest, MAX_BATCH};
 use crate::model::{Millis, QueueName};
 use crate::queue::Receipt;
@@ -67,6 +68,10 @@ pub(crate) struct PushSub {
     pub prefetch: u32,
     pub auto_ack: bool,
     pub outstanding: std::sync::Arc<Outstanding>,
+    /// Each receive draws on the principal's receive rate; over it, the
+    /// subscription waits (pushes slow down, nothing is refused).
+    pub auth: std::sync::Arc<Auth>,
+    pub principal: Principal,
 }
 
 impl PushSub {
@@ -101,6 +106,15 @@ impl PushSub {
                 tokio::select! {
                     () = self.outstanding.freed.notified() => {}
                     () = tokio::time::sleep(Duration::from_millis(lapse)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            if let Err(AuthError::Throttled { retry_after, .. }) =
+                self.auth.throttle(&self.principal, RateKind::Receive)
+            {
+                tokio::select! {
+                    () = tokio::time::sleep(retry_after) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;

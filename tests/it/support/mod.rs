@@ -57,6 +57,12 @@ impl Server {
         Self::spawn(&["--memory"], extra).await
     }
 
+    /// A server with extra `serve` flags and environment variables (e.g.
+    /// `PUBQ_LOG` to see the audit log).
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_env(&["--memory"], extra, env).await
+    }
+
     /// A durable server keeping its data in `dir` (`--data-dir`).
     pub async fn start_on_disk(dir: &std::path::Path, extra: &[&str]) -> Self {
         let dir = dir.to_str().expect("utf-8 temp dir");
@@ -64,7 +70,12 @@ impl Server {
     }
 
     async fn spawn(storage: &[&str], extra: &[&str]) -> Self {
+        Self::spawn_env(storage, extra, &[]).await
+    }
+
+    async fn spawn_env(storage: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = pubq_command();
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .args(storage)
             .args(["--listen", "127.0.0.1:0"])

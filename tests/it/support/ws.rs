@@ -18,6 +18,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{client_async, WebSocketStream};
 
@@ -103,28 +104,61 @@ impl Ws {
     /// batching delay seen is the server's).
     pub async fn connect(server: &Server) -> Self {
         let url = ws_url(server);
+        Self::try_connect(server, "", None)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {url}: {e:?}"))
+    }
+
+    /// Connects with a query string (`"?token=..."` or `""`) and an optional
+    /// `Authorization: Bearer` token; a refused upgrade answers its HTTP
+    /// status and body.
+    pub async fn try_connect(
+        server: &Server,
+        query: &str,
+        bearer: Option<&str>,
+    ) -> Result<Self, (u16, String)> {
+        let url = format!("{}{query}", ws_url(server));
         let addr = server.base.trim_start_matches("http://").to_string();
         let muted = Arc::new(AtomicBool::new(false));
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .expect("a valid WebSocket URL");
+        if let Some(t) = bearer {
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("a valid header"),
+            );
+        }
         let socket = tokio::time::timeout(WAIT, async {
-            let tcp = TcpStream::connect(&addr).await?;
-            tcp.set_nodelay(true)?;
+            let tcp = TcpStream::connect(&addr)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+            tcp.set_nodelay(true).expect("set TCP_NODELAY");
             let conn = Conn {
                 tcp,
                 muted: muted.clone(),
             };
-            client_async(url.as_str(), conn)
-                .await
-                .map(|(ws, _)| ws)
-                .map_err(io::Error::other)
+            client_async(request, conn).await.map(|(ws, _)| ws)
         })
         .await
-        .unwrap_or_else(|_| panic!("connecting to {url} timed out"))
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-        Self {
-            socket,
-            pending: VecDeque::new(),
-            next_ref: 1,
-            muted,
+        .unwrap_or_else(|_| panic!("connecting to {url} timed out"));
+        match socket {
+            Ok(socket) => Ok(Self {
+                socket,
+                pending: VecDeque::new(),
+                next_ref: 1,
+                muted,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((resp.status().as_u16(), body))
+            }
+            Err(e) => panic!("connect to {url}: {e}"),
         }
     }
 
