@@ -9,6 +9,7 @@
 //! server's business, so value ranges are left for the server to check.
 
 mod admin;
+mod bench;
 mod consume;
 mod message;
 mod output;
@@ -24,6 +25,7 @@ use crate::config::ServeArgs;
 
 pub use admin::UnsubscribeArgs;
 pub use admin::{HealthArgs, QueueCommand, QueueSettingsArgs, SubscribeArgs, TopicCommand};
+pub use bench::{BenchArgs, BenchFailed, Workload as BenchWorkload};
 pub use consume::{ConsumeArgs, TailArgs};
 pub use message::{AckArgs, MessageArgs, NackArgs, PublishArgs, SendArgs, VisibilityArgs};
 pub use values::Attr;
@@ -81,6 +83,8 @@ pub enum Command {
     Tail(TailArgs),
     /// Check that the server is alive and ready.
     Health(HealthArgs),
+    /// Generate load against a server and verify what it delivers.
+    Bench(BenchArgs),
 }
 
 /// How a client command reaches the server.
@@ -144,6 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Visibility(args) => message::visibility(&args.connect.client()?, &args).await,
         Command::Consume(args) => consume::consume(&args.connect.client()?, &args).await,
         Command::Tail(args) => consume::tail(&args.connect.client()?, &args).await,
+        Command::Bench(args) => bench::run(&args.connect.client()?, &args).await,
     }
 }
 
