@@ -6,6 +6,7 @@
 
 mod support;
 
+mod bench;
 mod cli;
 mod config;
 mod dlq;
