@@ -150,21 +150,21 @@ impl Report {
             problems.push("nothing was published".to_string());
         }
         if v.losses > 0 {
-            problems.push(format!("{} copies were never delivered", v.losses));
+            problems.push(format!("{} never delivered", copies(v.losses)));
         }
         if v.duplicates > 0 {
-            problems.push(format!("{} copies were delivered twice", v.duplicates));
+            problems.push(format!("{} delivered twice", copies(v.duplicates)));
         }
         if v.unexpected > 0 {
             problems.push(format!(
-                "{} messages arrived that this run did not publish",
-                v.unexpected
+                "{} arrived that this run did not publish",
+                messages(v.unexpected)
             ));
         }
         if v.order_violations > 0 {
             problems.push(format!(
-                "{} messages arrived out of group order",
-                v.order_violations
+                "{} arrived out of group order",
+                messages(v.order_violations)
             ));
         }
         self.ok = v.is_clean() && v.published > 0;
@@ -277,12 +277,20 @@ impl Report {
     }
 }
 
+fn copies(n: u64) -> String {
+    format!("{} cop{}", thousands(n), if n == 1 { "y" } else { "ies" })
+}
+
+fn messages(n: u64) -> String {
+    format!("{} message{}", thousands(n), if n == 1 { "" } else { "s" })
+}
+
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -304,6 +312,71 @@ pub fn micros(us: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::bench::payload::Stamp;
+    use crate::cli::bench::verify::DeliveryLedger;
+
+    fn stamp(seq: u64) -> Stamp {
+        Stamp {
+            publisher: 0,
+            seq,
+            group: 0,
+            group_seq: 0,
+            sent_ns: 0,
+        }
+    }
+
+    /// Three messages confirmed; the queue got `delivered` of them, each
+    /// `times` times with receive count 1.
+    fn report_after(delivered: u64, times: usize) -> Report {
+        let state = RunState::new(1, vec![DeliveryLedger::new()]);
+        {
+            let mut published = state.publish_ledger();
+            published.attempt(0, 3);
+            for seq in 0..3 {
+                published.confirm(0, seq);
+            }
+        }
+        let batch: Vec<(Stamp, u32)> = (0..delivered).map(|s| (stamp(s), 1)).collect();
+        for _ in 0..times {
+            state.record_batch(0, &batch, 0, 1_000, |_, _| {});
+        }
+        let latency = Latency::new();
+        Report::from_run(
+            "fanout",
+            "http://x",
+            String::new(),
+            Value::Null,
+            &state,
+            &latency,
+        )
+    }
+
+    #[test]
+    fn a_complete_run_is_ok() {
+        let r = report_after(3, 1);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(
+            (r.published, r.expected, r.delivered, r.losses),
+            (3, 3, 3, 0)
+        );
+        assert!(r.table().trim_end().ends_with("result      OK"));
+    }
+
+    #[test]
+    fn a_run_with_losses_fails_and_says_how_many() {
+        let r = report_after(2, 1);
+        assert!(!r.ok);
+        assert_eq!(r.losses, 1);
+        assert_eq!(r.problems, vec!["1 copy never delivered".to_string()]);
+        assert!(r.table().contains("FAILED: 1 copy never delivered"));
+    }
+
+    #[test]
+    fn a_run_with_duplicates_fails() {
+        let r = report_after(3, 2);
+        assert!(!r.ok);
+        assert_eq!((r.losses, r.duplicates), (0, 3));
+    }
 
     #[test]
     fn numbers_read_well() {
