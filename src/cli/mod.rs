@@ -10,6 +10,7 @@
 
 mod admin;
 mod auth;
+mod bench;
 mod consume;
 mod message;
 mod output;
@@ -26,6 +27,7 @@ use crate::config::ServeArgs;
 pub use admin::UnsubscribeArgs;
 pub use admin::{HealthArgs, QueueCommand, QueueSettingsArgs, SubscribeArgs, TopicCommand};
 pub use auth::AuthCommand;
+pub use bench::{BenchArgs, BenchFailed, Workload as BenchWorkload};
 pub use consume::{ConsumeArgs, TailArgs};
 pub use message::{AckArgs, MessageArgs, NackArgs, PublishArgs, SendArgs, VisibilityArgs};
 pub use values::Attr;
@@ -88,6 +90,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Generate load against a server and verify what it delivers.
+    Bench(BenchArgs),
 }
 
 /// How a client command reaches the server.
@@ -152,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume::consume(&args.connect.client()?, &args).await,
         Command::Tail(args) => consume::tail(&args.connect.client()?, &args).await,
         Command::Auth { command } => auth::run(command),
+        Command::Bench(args) => bench::run(&args.connect.client()?, &args).await,
     }
 }
 

@@ -544,3 +544,70 @@ fn exit_codes_follow_the_kind_of_failure() {
     assert_eq!(bad_url.err().map(|e| exit_code(&e)), Some(2));
     assert_eq!(exit_code(&anyhow::anyhow!("other")), 1);
 }
+
+#[test]
+fn bench_workloads_parse_with_their_defaults_and_connection_flags() {
+    let Command::Bench(args) = parse(&[
+        "bench",
+        "fanout",
+        "--queues",
+        "2",
+        "--consumer",
+        "longpoll",
+        "--ack",
+        "each",
+        "--server",
+        "http://h:1",
+    ])
+    .command
+    else {
+        panic!("not bench");
+    };
+    assert_eq!(args.connect.server, "http://h:1");
+    let BenchWorkload::Fanout(fanout) = args.workload else {
+        panic!("not fanout");
+    };
+    assert_eq!(fanout.queues, 2);
+    assert_eq!(fanout.messages, 100_000);
+    assert_eq!(fanout.duration, None);
+    assert_eq!(fanout.publisher.batch, 100);
+    assert_eq!(
+        fanout.common.drain_timeout,
+        std::time::Duration::from_secs(10)
+    );
+
+    let Command::Bench(args) =
+        parse(&["bench", "latency", "--rate", "500", "--duration", "1500ms"]).command
+    else {
+        panic!("not bench");
+    };
+    let BenchWorkload::Latency(latency) = args.workload else {
+        panic!("not latency");
+    };
+    assert_eq!(latency.rate, 500);
+    assert_eq!(latency.duration, std::time::Duration::from_millis(1500));
+}
+
+#[test]
+fn bench_refuses_out_of_range_and_conflicting_flags() {
+    assert_eq!(
+        refuse(&["bench", "fanout", "--batch", "101"]),
+        ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        refuse(&["bench", "fanout", "--prefetch", "1001"]),
+        ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        refuse(&["bench", "fanout", "--messages", "5", "--duration", "5s"]),
+        ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        refuse(&["bench", "fanout", "--consumer", "carrier-pigeon"]),
+        ErrorKind::InvalidValue
+    );
+    assert_eq!(
+        refuse(&["bench"]),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+}

@@ -7,6 +7,7 @@
 mod support;
 
 mod auth;
+mod bench;
 mod cli;
 mod config;
 mod dlq;
