@@ -3,7 +3,8 @@
 //! Reading order: [`model`] (names, messages, settings) → [`queue`] (the pure
 //! engine of one queue) → [`hub`] (registry, fan-out, filters, long-poll
 //! waiters, timers, recovery) → [`storage`] (the durable log) → [`api`]
-//! (HTTP) and [`ws`] (WebSocket push) → [`server`] (bind, run, drain) →
+//! (HTTP) and [`ws`] (WebSocket push) → [`net`] (accept loop, TLS,
+//! connection limits) → [`server`] (bind, run, drain) →
 //! [`config`], [`client`] and [`cli`].
 
 pub mod api;
@@ -12,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod hub;
 pub mod model;
+pub mod net;
 pub mod queue;
 pub mod server;
 pub mod storage;
