@@ -40,17 +40,22 @@ pub fn generate(names: &[String], valid_for: time::Duration) -> Result<DevCert, 
     let first = names.first().ok_or(DevCertError::NoNames)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(names.to_vec())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, first.as_str());
-    dn.push(DnType::OrganizationName, "pubq development certificate");
-    params.distinguished_name = dn;
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + valid_for;
     let mut serial: [u8; 16] = rand::random();
     // A positive INTEGER with no leading zero byte.
     serial[0] = (serial[0] & 0x7f) | 0x01;
     params.serial_number = Some(SerialNumber::from_slice(&serial));
+    // A subject of its own: a client that trusts several of these (an old
+    // and a new one around a reload) looks its issuer up by subject, and two
+    // certificates with one subject would be mistaken for each other.
+    let tag: String = serial[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, first.as_str());
+    dn.push(DnType::OrganizationName, "pubq development certificate");
+    dn.push(DnType::OrganizationalUnitName, format!("dev-cert {tag}"));
+    params.distinguished_name = dn;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + valid_for;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.self_signed(&key)?;
