@@ -88,6 +88,7 @@ impl Endpoint {
         };
         // Semaphore::MAX_PERMITS is far above any file-descriptor limit.
         let limit = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+        warn_if_fd_limit_below(limit);
         let permits = Arc::new(Semaphore::new(limit));
         Ok(Self {
             tls,
@@ -325,6 +326,39 @@ impl RefusalLog {
             self.since_last = 0;
         }
     }
+}
+
+/// File descriptors the server needs besides its connections: the
+/// listener, log segments, snapshots, stdio, the runtime's own.
+const FD_HEADROOM: u64 = 64;
+
+/// Says so at start when the process may run out of file descriptors before
+/// `--max-connections` is reached: accepts would then fail (EMFILE) and the
+/// loop pause, instead of the limit's clean refusal.
+fn warn_if_fd_limit_below(max_connections: usize) {
+    let Some(soft) = open_files_limit() else {
+        return;
+    };
+    let needed = max_connections as u64 + FD_HEADROOM;
+    if soft < needed {
+        tracing::warn!(
+            open_files_limit = soft,
+            max_connections,
+            "the open-files limit (ulimit -n) is below --max-connections plus {FD_HEADROOM}; \
+             raise it or lower --max-connections"
+        );
+    }
+}
+
+/// The soft `RLIMIT_NOFILE`, from `/proc/self/limits` (Linux only).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 async fn on_accept_error(e: std::io::Error) {

@@ -37,7 +37,7 @@ struct TlsServer {
     addr: String,
     pid: u32,
     stderr: Arc<Mutex<String>>,
-    _child: Child,
+    child: Child,
 }
 
 impl TlsServer {
@@ -97,7 +97,7 @@ impl TlsServer {
             addr,
             pid,
             stderr,
-            _child: child,
+            child,
         }
     }
 
@@ -118,6 +118,16 @@ impl TlsServer {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{which} {}", self.pid);
+    }
+
+    /// Sends SIGTERM and answers the exit code.
+    async fn terminate(mut self) -> Option<i32> {
+        self.signal("TERM");
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .expect("wait for the server")
+            .code()
     }
 
     /// The server's Prometheus counter or gauge `name` (with its labels, as
@@ -654,4 +664,54 @@ async fn serve_refuses_to_start_with_unusable_tls_files() {
         "{out:?}"
     );
     let _ = cert;
+}
+
+#[tokio::test]
+async fn sigterm_closes_wss_with_1001_and_answers_a_long_poll_in_progress() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dev_cert(dir.path(), &["127.0.0.1"]).await;
+    let server = TlsServer::start(&certs, &[]).await;
+    let http = https_client(&certs);
+    let put = http.put(server.url("/v1/queues/q")).send().await;
+    assert_eq!(put.expect("create queue").status().as_u16(), 201);
+
+    let url = format!("wss://{}/v1/ws", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        url.as_str(),
+        None,
+        true,
+        Some(Connector::Rustls(rustls_client(&[certs.der()]))),
+    )
+    .await
+    .expect("WSS connect");
+    let subscribe = json!({"op": "subscribe", "sub": "s", "queue": "q", "ref": 1});
+    ws.send(Message::text(subscribe.to_string()))
+        .await
+        .expect("send subscribe");
+    assert_eq!(next_text(&mut ws).await["op"], "ok");
+
+    // A long poll parked on another queue when the signal comes.
+    let put = http.put(server.url("/v1/queues/idle")).send().await;
+    assert_eq!(put.expect("create queue").status().as_u16(), 201);
+    let poll = http
+        .post(server.url("/v1/queues/idle/receive"))
+        .json(&json!({"wait_seconds": 15}))
+        .send();
+    let poll = tokio::spawn(poll);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let exit = server.terminate().await;
+    assert_eq!(exit, Some(0));
+    let answer = poll.await.expect("poll task").expect("the long poll is answered");
+    assert_eq!(answer.status().as_u16(), 200);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let close = loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time") {
+            Some(Ok(Message::Close(Some(f)))) => break (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(_)) => {}
+            other => panic!("the WSS session ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close, (1001, "server shutting down".to_string()));
 }
