@@ -410,8 +410,9 @@ async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
     .await;
 
     if args.tls {
-        let cert = pubq::net::devcert::generate(&["127.0.0.1".to_string()], time::Duration::days(1))
-            .expect("a development certificate can be made");
+        let cert =
+            pubq::net::devcert::generate(&["127.0.0.1".to_string()], time::Duration::days(1))
+                .expect("a development certificate can be made");
         let dir = tempfile::tempdir().expect("a temporary directory for the certificate");
         let files = TlsFiles {
             cert: dir.path().join("cert.pem"),

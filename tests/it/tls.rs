@@ -703,11 +703,21 @@ async fn sigterm_closes_wss_with_1001_and_answers_a_long_poll_in_progress() {
     let started = Instant::now();
     let exit = server.terminate().await;
     assert_eq!(exit, Some(0));
-    let answer = poll.await.expect("poll task").expect("the long poll is answered");
+    let answer = poll
+        .await
+        .expect("poll task")
+        .expect("the long poll is answered");
     assert_eq!(answer.status().as_u16(), 200);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let close = loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time") {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+        {
             Some(Ok(Message::Close(Some(f)))) => break (u16::from(f.code), f.reason.to_string()),
             Some(Ok(_)) => {}
             other => panic!("the WSS session ended without a close frame: {other:?}"),
