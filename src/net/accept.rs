@@ -117,7 +117,7 @@ impl Endpoint {
         signal: impl Future<Output = ()> + Send + 'static,
     ) {
         let mut http = http1::Builder::new();
-        // hyper's header timer needs a timer to exist at all.
+        // hyper ignores the header timeout unless it has a timer.
         http.timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout);
         let shared = Arc::new(Shared {
