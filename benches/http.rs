@@ -8,6 +8,11 @@
 //! Not criterion: a plain `main`. `cargo bench --bench http [-- --seconds N
 //! --publishers P --max-backlog M]`. Without `--bench` (as `cargo test
 //! --benches` runs it) it does a one-second smoke run.
+//!
+//! `--tls`: the pubq phase runs twice, over plain HTTP and then over HTTPS
+//! (a fresh server with a self-signed certificate, clients trusting it),
+//! and the report adds TLS / plain ratios; the trivial-server baseline is
+//! skipped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +23,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use pubq::config::{FsyncPolicy, ServerConfig, StorageConfig};
+use pubq::config::{FsyncPolicy, NetConfig, ServerConfig, StorageConfig, TlsFiles};
 
 /// Name prefix of the server runtime's threads (at most 15 bytes: Linux
 /// truncates thread names).
@@ -49,6 +54,8 @@ struct Args {
     /// `None`: memory storage (the default). Otherwise the durable log in a
     /// temporary directory with this fsync policy.
     fsync: Option<FsyncPolicy>,
+    /// Also run the pubq phase over TLS and compare (instead of the baseline).
+    tls: bool,
 }
 
 impl Args {
@@ -68,6 +75,7 @@ impl Args {
                 Duration::ZERO
             },
             fsync: None,
+            tls: false,
         };
         let mut it = argv.iter();
         while let Some(a) = it.next() {
@@ -81,6 +89,7 @@ impl Args {
                 "--publishers" => args.publishers = num("--publishers").max(1) as usize,
                 "--max-backlog" => args.max_backlog = num("--max-backlog").max(BATCH as u64),
                 "--no-baseline" => args.no_baseline = true,
+                "--tls" => args.tls = true,
                 "--fsync" => {
                     args.fsync = Some(match it.next().map(String::as_str) {
                         Some("always") => FsyncPolicy::Always,
@@ -288,6 +297,8 @@ struct Captured {
 #[derive(Debug, Clone)]
 struct Target {
     mode: Mode,
+    /// The server's self-signed certificate, for `https://` targets.
+    ca: Option<reqwest::Certificate>,
     publish: String,
     receive: Vec<String>,
     ack: Vec<String>,
@@ -372,18 +383,6 @@ fn main() {
 /// check passed.
 async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Kept alive until the end of the run: dropping it deletes the directory.
-    let data_dir = args.fsync.map(|_| {
-        tempfile::tempdir().expect("a temporary directory for the durable log can be made")
-    });
-    let storage = match (&data_dir, args.fsync) {
-        (Some(dir), Some(fsync)) => StorageConfig::Disk {
-            dir: dir.path().to_path_buf(),
-            fsync,
-            fsync_interval: Duration::from_millis(10),
-        },
-        _ => StorageConfig::Memory,
-    };
     println!(
         "pubq http bench: {cores} cores, {} s per phase (+{} ms warm-up), {} publishers, \
          {QUEUES} queues, batches of {BATCH}, {BODY_BYTES}-byte bodies, max backlog {}, \
@@ -400,36 +399,39 @@ async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
     let publish_body = Bytes::from(publish_body());
 
     // The real server first: its answers become the trivial server's.
-    let config = ServerConfig {
-        storage,
-        listen: "127.0.0.1:0".parse().expect("constant address parses"),
-        ..ServerConfig::default()
-    };
-    let server = server_rt
-        .spawn(pubq::server::start(config))
-        .await
-        .expect("server start-up does not panic")
-        .expect("the server starts on an ephemeral port");
-    let base = format!("http://{}", server.addr);
-    setup(&base).await;
     let captured = Arc::new(Mutex::new(Captured::default()));
-    let target = Target {
-        mode: Mode::Pubq,
-        publish: format!("{base}/v1/topics/bench/publish"),
-        receive: (0..QUEUES)
-            .map(|i| format!("{base}/v1/queues/q{i}/receive"))
-            .collect(),
-        ack: (0..QUEUES)
-            .map(|i| format!("{base}/v1/queues/q{i}/ack"))
-            .collect(),
-    };
-    let pubq = phase(&args, &target, publish_body.clone(), Some(captured.clone())).await;
-    let stats = queue_stats(&base).await;
-    server_rt
-        .spawn(server.shutdown())
-        .await
-        .expect("server shutdown does not panic")
-        .expect("the server shuts down cleanly");
+    let (pubq, stats) = pubq_phase(
+        &args,
+        &server_rt,
+        None,
+        publish_body.clone(),
+        Some(captured.clone()),
+    )
+    .await;
+
+    if args.tls {
+        let cert =
+            pubq::net::devcert::generate(&["127.0.0.1".to_string()], time::Duration::days(1))
+                .expect("a development certificate can be made");
+        let dir = tempfile::tempdir().expect("a temporary directory for the certificate");
+        let files = TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        std::fs::write(&files.cert, &cert.cert_pem).expect("write cert.pem");
+        std::fs::write(&files.key, &cert.key_pem).expect("write key.pem");
+        let ca = reqwest::Certificate::from_pem(cert.cert_pem.as_bytes())
+            .expect("the certificate parses");
+        println!("pubq over plain HTTP done; now the same over TLS");
+        let (tls, tls_stats) =
+            pubq_phase(&args, &server_rt, Some((files, ca)), publish_body, None).await;
+        println!("\n=== plain HTTP ===");
+        let plain_clean = report(&pubq, None, &stats);
+        println!("\n=== TLS ===");
+        let tls_clean = report(&tls, None, &tls_stats);
+        compare_tls(&pubq, &tls);
+        return plain_clean && tls_clean;
+    }
 
     let baseline = if args.no_baseline {
         None
@@ -446,9 +448,101 @@ async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
     report(&pubq, baseline.as_ref(), &stats)
 }
 
+/// Starts a pubq server (with TLS when `tls` names the files and the
+/// certificate to trust), sets it up, runs one phase against it, reads its
+/// queue stats and shuts it down.
+async fn pubq_phase(
+    args: &Args,
+    server_rt: &tokio::runtime::Handle,
+    tls: Option<(TlsFiles, reqwest::Certificate)>,
+    publish_body: Bytes,
+    capture: Option<Arc<Mutex<Captured>>>,
+) -> (PhaseResult, Vec<(u64, u64, u64)>) {
+    // Kept alive until the end of the phase: dropping it deletes the directory.
+    let data_dir = args.fsync.map(|_| {
+        tempfile::tempdir().expect("a temporary directory for the durable log can be made")
+    });
+    let storage = match (&data_dir, args.fsync) {
+        (Some(dir), Some(fsync)) => StorageConfig::Disk {
+            dir: dir.path().to_path_buf(),
+            fsync,
+            fsync_interval: Duration::from_millis(10),
+        },
+        _ => StorageConfig::Memory,
+    };
+    let (files, ca) = tls.unzip();
+    let config = ServerConfig {
+        storage,
+        listen: "127.0.0.1:0".parse().expect("constant address parses"),
+        net: NetConfig {
+            tls: files,
+            ..NetConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = server_rt
+        .spawn(pubq::server::start(config))
+        .await
+        .expect("server start-up does not panic")
+        .expect("the server starts on an ephemeral port");
+    let base = server.url();
+    setup(&base, ca.as_ref()).await;
+    let target = Target {
+        mode: Mode::Pubq,
+        ca: ca.clone(),
+        publish: format!("{base}/v1/topics/bench/publish"),
+        receive: (0..QUEUES)
+            .map(|i| format!("{base}/v1/queues/q{i}/receive"))
+            .collect(),
+        ack: (0..QUEUES)
+            .map(|i| format!("{base}/v1/queues/q{i}/ack"))
+            .collect(),
+    };
+    let result = phase(args, &target, publish_body, capture).await;
+    let stats = queue_stats(&base, ca.as_ref()).await;
+    server_rt
+        .spawn(server.shutdown())
+        .await
+        .expect("server shutdown does not panic")
+        .expect("the server shuts down cleanly");
+    (result, stats)
+}
+
+/// TLS / plain ratios of the two pubq phases.
+fn compare_tls(plain: &PhaseResult, tls: &PhaseResult) {
+    println!();
+    println!(
+        "{:<36} {:>12} {:>12} {:>14}",
+        "", "plain", "TLS", "TLS/plain"
+    );
+    let line = |name: &str, f: &dyn Fn(&Rates) -> Option<f64>, digits: usize| {
+        let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
+        let (p, t) = (f(&plain.rates), f(&tls.rates));
+        let ratio = match (t, p) {
+            (Some(t), Some(p)) if p > 0.0 => format!("{:.2}", t / p),
+            _ => String::new(),
+        };
+        println!("{name:<36} {:>12} {:>12} {ratio:>14}", show(p), show(t));
+    };
+    line("acked copies/s", &|r| Some(r.acked), 0);
+    line("HTTP requests/s", &|r| Some(r.requests), 0);
+    line("server cores busy", &|r| r.cores.map(|c| c.server), 2);
+    line("client cores busy", &|r| r.cores.map(|c| c.client), 2);
+    line(
+        "acked copies per server CPU-second",
+        &|r| r.per_server_cpu(),
+        0,
+    );
+    line(
+        "acked copies per CPU-second (both)",
+        &|r| r.per_process_cpu(),
+        0,
+    );
+}
+
 /// Creates the topic, the queues and the subscriptions.
-async fn setup(base: &str) {
-    let client = reqwest::Client::new();
+async fn setup(base: &str, ca: Option<&reqwest::Certificate>) {
+    let client = client(ca);
     let put = |url: String| {
         let client = client.clone();
         async move {
@@ -614,12 +708,14 @@ fn check(published: &[u128], mut seen: Seen) -> Integrity {
     i
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+fn client(ca: Option<&reqwest::Certificate>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
         .tcp_nodelay(true)
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("a plain HTTP client builds")
+        .pool_max_idle_per_host(1);
+    if let Some(ca) = ca {
+        b = b.add_root_certificate(ca.clone());
+    }
+    b.build().expect("an HTTP client builds")
 }
 
 /// Publishes batches until told to stop. Returns the ids it was given and the
@@ -631,7 +727,7 @@ async fn publisher(
     max_backlog: u64,
     capture: Option<Arc<Mutex<Captured>>>,
 ) -> (Vec<u128>, u64) {
-    let client = client();
+    let client = client(target.ca.as_ref());
     let mut ids = Vec::new();
     let mut bad = 0u64;
     let mut captured = capture.is_none();
@@ -707,7 +803,7 @@ async fn consumer(
     publishers: usize,
     capture: Option<Arc<Mutex<Captured>>>,
 ) -> Seen {
-    let client = client();
+    let client = client(target.ca.as_ref());
     let receive_body = Bytes::from(format!(r#"{{"max":{BATCH},"wait_seconds":1}}"#));
     let mut seen = Seen::default();
     let mut captured = capture.is_none();
@@ -883,6 +979,7 @@ async fn baseline_phase(
     let base = format!("http://{addr}");
     let target = Target {
         mode: Mode::Baseline,
+        ca: None,
         publish: format!("{base}/publish"),
         receive: (0..QUEUES).map(|i| format!("{base}/receive/{i}")).collect(),
         ack: (0..QUEUES).map(|i| format!("{base}/ack/{i}")).collect(),
@@ -899,8 +996,8 @@ fn json_bytes(b: Bytes) -> axum::response::Response {
 }
 
 /// Per-queue (visible, in flight, acked) as the server counts them.
-async fn queue_stats(base: &str) -> Vec<(u64, u64, u64)> {
-    let client = reqwest::Client::new();
+async fn queue_stats(base: &str, ca: Option<&reqwest::Certificate>) -> Vec<(u64, u64, u64)> {
+    let client = client(ca);
     let mut out = Vec::new();
     for i in 0..QUEUES {
         let v: serde_json::Value = match client.get(format!("{base}/v1/queues/q{i}")).send().await {

@@ -265,6 +265,17 @@ impl Client {
     /// missing scheme means `http://`). With a token, every request carries
     /// `Authorization: Bearer TOKEN`.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_ca(base_url, token, None)
+    }
+
+    /// As [`Client::new`], also trusting the CA certificates in `ca_pem` (one
+    /// or more PEM certificates, e.g. a `pubq dev-cert` certificate) for
+    /// `https://` servers, besides the built-in web roots.
+    pub fn with_ca(
+        base_url: &str,
+        token: Option<String>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
         let with_scheme = if base_url.contains("://") {
             base_url.to_string()
         } else {
@@ -284,9 +295,22 @@ impl Client {
         if base.query().is_some() || base.fragment().is_some() {
             return Err(invalid("it must not carry a query or fragment".into()));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("pubq-client/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("pubq-client/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Setup(format!("CA certificate: {}", root_cause(&e))))?;
+            if certs.is_empty() {
+                return Err(ClientError::Setup(
+                    "CA certificate: no PEM certificate in it".into(),
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Setup(root_cause(&e)))?;
         Ok(Self {

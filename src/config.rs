@@ -27,6 +27,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid duration {0:?}: use 30s, 5m, 1h or plain seconds")]
     Duration(String),
+    #[error("invalid setting: {0}")]
+    Invalid(String),
 }
 
 /// When the storage layer makes writes durable.
@@ -108,6 +110,25 @@ pub struct ServeArgs {
     pub ws_max_subscriptions: Option<usize>,
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// Serve HTTPS and WSS with this PEM certificate chain (leaf first);
+    /// needs --tls-key. Both files are read again on SIGHUP.
+    #[arg(long, env = "PUBQ_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "PUBQ_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Most client connections open at once, WebSocket ones included; a
+    /// connection past it is closed as soon as it is accepted [default: 10000].
+    #[arg(long, env = "PUBQ_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, counted from when the
+    /// server starts waiting for them (a new connection, or the previous
+    /// answer on a keep-alive one); then the connection is closed [default: 10s].
+    #[arg(long, env = "PUBQ_HEADER_TIMEOUT", value_parser = parse_duration)]
+    pub header_timeout: Option<Duration>,
+    /// Time a client has to complete the TLS handshake [default: 10s].
+    #[arg(long, env = "PUBQ_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Option<Duration>,
 }
 
 /// Parses `30s`, `5m`, `1h`, `250ms` or plain seconds.
@@ -150,6 +171,11 @@ pub struct ServerSection {
     pub ws_outbox_bytes: Option<usize>,
     pub idle_timeout_seconds: Option<u64>,
     pub ws_max_subscriptions: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub header_timeout_seconds: Option<u64>,
+    pub tls_handshake_timeout_seconds: Option<u64>,
 }
 
 /// A topic declared in `pubq.toml`.
@@ -306,6 +332,55 @@ impl Default for WsConfig {
     }
 }
 
+/// The certificate and key files of TLS. Relative paths are relative to the
+/// server's working directory, as `data_dir` is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf.
+    pub key: PathBuf,
+}
+
+/// Connection-level settings: TLS and the bounds the accept loop enforces
+/// (see `crate::net`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Open connections (WebSocket ones included) past which a newly
+    /// accepted connection is closed at once.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head this long after
+    /// the server started waiting for one is closed (slowloris, idle
+    /// keep-alive connections).
+    pub header_timeout: Duration,
+    /// A TLS handshake that takes longer is abandoned.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl NetConfig {
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 /// Everything `pubq serve` needs, resolved.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -316,6 +391,8 @@ pub struct ServerConfig {
     pub ws: WsConfig,
     /// Keys, grants, rates.
     pub auth: AuthConfig,
+    /// TLS and connection limits.
+    pub net: NetConfig,
     /// Resources to declare at boot.
     pub declare: FileConfig,
 }
@@ -329,6 +406,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             ws: WsConfig::default(),
             auth: AuthConfig::default(),
+            net: NetConfig::default(),
             declare: FileConfig::default(),
         }
     }
@@ -414,6 +492,7 @@ impl ServerConfig {
             ..w
         };
         let auth = AuthConfig::resolve(&file.auth, &args.auth);
+        let net = resolve_net(args, s)?;
         Ok(Self {
             listen,
             storage,
@@ -421,9 +500,57 @@ impl ServerConfig {
             shutdown_grace,
             ws,
             auth,
+            net,
             declare: file,
         })
     }
+}
+
+/// The `[server]` TLS and connection settings under the flags.
+fn resolve_net(args: &ServeArgs, s: &ServerSection) -> Result<NetConfig, ConfigError> {
+    let d = NetConfig::default();
+    let cert = args.tls_cert.clone().or_else(|| s.tls_cert.clone());
+    let key = args.tls_key.clone().or_else(|| s.tls_key.clone());
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::Invalid(
+                "--tls-cert needs --tls-key (the certificate's private key)".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid(
+                "--tls-key needs --tls-cert (the certificate chain)".into(),
+            ))
+        }
+    };
+    let net = NetConfig {
+        tls,
+        max_connections: args
+            .max_connections
+            .or(s.max_connections)
+            .unwrap_or(d.max_connections),
+        header_timeout: args
+            .header_timeout
+            .or(s.header_timeout_seconds.map(Duration::from_secs))
+            .unwrap_or(d.header_timeout),
+        tls_handshake_timeout: args
+            .tls_handshake_timeout
+            .or(s.tls_handshake_timeout_seconds.map(Duration::from_secs))
+            .unwrap_or(d.tls_handshake_timeout),
+    };
+    if net.max_connections == 0 {
+        return Err(ConfigError::Invalid(
+            "--max-connections must be at least 1".into(),
+        ));
+    }
+    if net.header_timeout.is_zero() || net.tls_handshake_timeout.is_zero() {
+        return Err(ConfigError::Invalid(
+            "--header-timeout and --tls-handshake-timeout must be longer than zero".into(),
+        ));
+    }
+    Ok(net)
 }
 
 #[cfg(test)]
@@ -481,5 +608,63 @@ mod tests {
         let typo = FileConfig::parse("[[queues]]\nname = \"q\"\ndelay_secs = 5");
         assert!(typo.is_err_and(|e| e.contains("delay_secs")));
         assert!(FileConfig::parse("[[topics]]\nname = \"bad name\"").is_err());
+    }
+
+    #[test]
+    fn tls_and_connection_limits_resolve_from_file_and_flags() {
+        let file = FileConfig::parse(
+            r#"
+            [server]
+            tls_cert = "cert.pem"
+            tls_key = "key.pem"
+            max_connections = 50
+            header_timeout_seconds = 3
+            "#,
+        )
+        .expect("valid config");
+        let args = ServeArgs {
+            max_connections: Some(7),
+            ..ServeArgs::default()
+        };
+        let net = resolve_net(&args, &file.server).expect("resolves");
+        assert_eq!(
+            net.tls,
+            Some(TlsFiles {
+                cert: "cert.pem".into(),
+                key: "key.pem".into()
+            })
+        );
+        assert_eq!(net.scheme(), "https");
+        assert_eq!(net.max_connections, 7);
+        assert_eq!(net.header_timeout, Duration::from_secs(3));
+        assert_eq!(net.tls_handshake_timeout, Duration::from_secs(10));
+
+        let plain = resolve_net(&ServeArgs::default(), &ServerSection::default()).expect("ok");
+        assert_eq!(plain, NetConfig::default());
+        assert_eq!(plain.scheme(), "http");
+    }
+
+    #[test]
+    fn half_a_tls_pair_or_a_zero_limit_is_refused() {
+        let cert_only = ServeArgs {
+            tls_cert: Some("cert.pem".into()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve_net(&cert_only, &ServerSection::default()).is_err());
+        let key_only = ServerSection {
+            tls_key: Some("key.pem".into()),
+            ..ServerSection::default()
+        };
+        assert!(resolve_net(&ServeArgs::default(), &key_only).is_err());
+        let zero = ServeArgs {
+            max_connections: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(resolve_net(&zero, &ServerSection::default()).is_err());
+        let zero = ServeArgs {
+            header_timeout: Some(Duration::ZERO),
+            ..ServeArgs::default()
+        };
+        assert!(resolve_net(&zero, &ServerSection::default()).is_err());
     }
 }

@@ -4,8 +4,8 @@
 //! engine of one queue) → [`hub`] (registry, fan-out, filters, long-poll
 //! waiters, timers, recovery) → [`storage`] (the durable log) → [`api`]
 //! (HTTP) and [`ws`] (WebSocket push), both asking [`auth`] (tokens, grants,
-//! rate limits, audit) → [`server`] (bind, run, drain) → [`config`],
-//! [`client`] and [`cli`].
+//! rate limits, audit) → [`net`] (accept loop, TLS, connection limits) →
+//! [`server`] (bind, run, drain) → [`config`], [`client`] and [`cli`].
 
 pub mod api;
 pub mod auth;
@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod hub;
 pub mod model;
+pub mod net;
 pub mod queue;
 pub mod server;
 pub mod storage;

@@ -1,15 +1,17 @@
 //! Binding, running and draining the server.
 //!
-//! Start-up order: build the hub, declare the resources of `pubq.toml`, bind,
-//! mark ready, serve. Shutdown order (SIGINT/SIGTERM or [`ServerHandle::shutdown`]):
-//! stop accepting, make parked long polls return, let requests in progress
-//! finish (up to the grace period), return.
+//! Start-up order: load the TLS files (if any), open storage, build the hub,
+//! bind, serve (503 until recovered), recover, declare the resources of
+//! `pubq.toml`, mark ready. Shutdown order (SIGINT/SIGTERM or
+//! [`ServerHandle::shutdown`]): stop accepting, make parked long polls
+//! return, let requests in progress finish (up to the grace period), return.
+//! The accept loop itself, TLS and the connection limits live in
+//! [`crate::net`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,6 +20,7 @@ use crate::api::{self, receipt::ReceiptCodec, AppState};
 use crate::config::{FileConfig, ServerConfig, StorageConfig};
 use crate::hub::{Hub, HubError};
 use crate::model::{QueueSettingsPatch, SystemClock};
+use crate::net::{self, Endpoint, TlsError};
 use crate::storage::{DiskLog, DiskLogConfig, MemoryStorage, Storage};
 
 /// Why the server could not start or stopped with an error.
@@ -43,6 +46,8 @@ pub enum ServerError {
          --insecure-no-auth if this is really wanted"
     )]
     InsecureListen { addr: SocketAddr },
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A running server.
@@ -50,11 +55,32 @@ pub struct ServerHandle {
     /// The address it listens on (the real port when bound to port 0).
     pub addr: SocketAddr,
     pub hub: Hub,
+    /// `https` with TLS, else `http`.
+    pub scheme: &'static str,
+    /// TLS state, for [`ServerHandle::reload_tls`].
+    tls: Option<Arc<net::Tls>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServerError>>,
 }
 
 impl ServerHandle {
+    /// `scheme://addr`, the base URL of the API.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Reads the TLS files again, as SIGHUP does. `Ok(false)` without TLS;
+    /// on an error the previous certificate keeps serving.
+    pub async fn reload_tls(&self) -> Result<bool, TlsError> {
+        let Some(tls) = self.tls.clone() else {
+            return Ok(false);
+        };
+        tokio::task::spawn_blocking(move || tls.reload())
+            .await
+            .map_err(|e| TlsError::Task(e.to_string()))??;
+        Ok(true)
+    }
+
     /// Starts shutting down and waits until the server has stopped.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.stop.send_replace(true);
@@ -75,6 +101,10 @@ impl ServerHandle {
 /// recovery is done.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let auth = Arc::new(check_auth(&config)?);
+    // First, so a bad certificate stops the start before storage is opened.
+    let endpoint = Endpoint::new(&config.net)?;
+    let scheme = config.net.scheme();
+    let tls = endpoint.tls().cloned();
     let storage: Arc<dyn Storage> = match &config.storage {
         StorageConfig::Memory => Arc::new(MemoryStorage),
         StorageConfig::Disk {
@@ -112,6 +142,9 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         tracing::warn!(%addr, "listening beyond loopback without authentication (--insecure-no-auth)");
     }
     let (stop, mut stop_rx) = watch::channel(false);
+    if let Some(tls) = &tls {
+        net::tls::spawn_reload_on_sighup(tls.clone(), endpoint.stats().clone(), stop.subscribe());
+    }
     let app = api::router(state.clone());
     let drain_hub = hub.clone();
     let grace = config.shutdown_grace;
@@ -127,15 +160,10 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             drain_hub.begin_shutdown();
             let _ = drained_tx.send(());
         };
-        // Small frames (a pushed message, an ack's answer) must not wait for
-        // Nagle's algorithm: latency would jump to tens of milliseconds.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
-        let serve = async move { serve.await.map_err(ServerError::Serve) };
+        let serve = async move {
+            endpoint.serve(listener, app, signal).await;
+            Ok(())
+        };
         tokio::pin!(serve);
         let r = tokio::select! {
             r = &mut serve => r,
@@ -174,6 +202,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     Ok(ServerHandle {
         addr,
         hub,
+        scheme,
+        tls,
         stop,
         task,
     })
@@ -218,8 +248,9 @@ fn spawn_checkpoints(hub: Hub) {
     });
 }
 
-/// Runs the server until SIGINT/SIGTERM. Prints `listening on http://ADDR` on
-/// stdout once bound (tests and scripts read the port from that line).
+/// Runs the server until SIGINT/SIGTERM. Prints `listening on http://ADDR`
+/// (`https://` with TLS) on stdout once bound (tests and scripts read the
+/// port from that line). With TLS, SIGHUP reloads the certificate and key.
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let secured = config.auth.has_keys();
     let handle = start(config).await?;
@@ -233,8 +264,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             }
         );
     }
-    println!("listening on http://{}", handle.addr);
-    tracing::info!(addr = %handle.addr, "pubq ready");
+    println!("listening on {}", handle.url());
+    tracing::info!(url = %handle.url(), "pubq ready");
     handle.wait().await
 }
 

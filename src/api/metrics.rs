@@ -7,15 +7,24 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::Extension;
 use metrics::{counter, gauge, with_local_recorder};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 use super::AppState;
 
-pub async fn render(State(s): State<AppState>) -> impl IntoResponse {
+/// `conns`: the accept loop's counters (`crate::net`), present in every
+/// request it serves.
+pub async fn render(
+    State(s): State<AppState>,
+    conns: Option<Extension<crate::net::ConnStats>>,
+) -> impl IntoResponse {
     let hub = &s.hub;
     let recorder = PrometheusBuilder::new().build_recorder();
     with_local_recorder(&recorder, || {
+        if let Some(Extension(c)) = &conns {
+            c.record();
+        }
         gauge!("pubq_queues").set(hub.list_queues().len() as f64);
         gauge!("pubq_topics").set(hub.list_topics().len() as f64);
         for name in hub.list_queues() {

@@ -12,12 +12,15 @@ mod admin;
 mod auth;
 mod bench;
 mod consume;
+mod devcert;
 mod message;
 mod output;
 mod values;
 
 #[cfg(test)]
 mod tests;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +32,7 @@ pub use admin::{HealthArgs, QueueCommand, QueueSettingsArgs, SubscribeArgs, Topi
 pub use auth::AuthCommand;
 pub use bench::{BenchArgs, BenchFailed, Workload as BenchWorkload};
 pub use consume::{ConsumeArgs, TailArgs};
+pub use devcert::DevCertArgs;
 pub use message::{AckArgs, MessageArgs, NackArgs, PublishArgs, SendArgs, VisibilityArgs};
 pub use values::Attr;
 
@@ -49,7 +53,7 @@ pub enum Command {
     /// Run the server.
     Serve {
         #[command(flatten)]
-        args: ServeArgs,
+        args: Box<ServeArgs>,
     },
     /// Create, delete, list and show topics.
     Topic {
@@ -92,6 +96,9 @@ pub enum Command {
     },
     /// Generate load against a server and verify what it delivers.
     Bench(BenchArgs),
+    /// Write a self-signed certificate and key for development TLS
+    /// (`serve --tls-cert cert.pem --tls-key key.pem`).
+    DevCert(DevCertArgs),
 }
 
 /// How a client command reaches the server.
@@ -115,11 +122,34 @@ pub struct ConnectArgs {
         help_heading = "Connection"
     )]
     pub token: Option<String>,
+    /// Also trust the CA certificate(s) in this PEM file for https:// servers
+    /// (e.g. the cert.pem of `pubq dev-cert`).
+    #[arg(
+        long,
+        env = "PUBQ_CA_CERT",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl ConnectArgs {
-    fn client(&self) -> Result<Client, ClientError> {
-        Client::new(&self.server, self.token.clone())
+    fn client(&self) -> anyhow::Result<Client> {
+        let ca = match &self.ca_cert {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                UsageError(format!(
+                    "cannot read the CA certificate {}: {e}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        Ok(Client::with_ca(
+            &self.server,
+            self.token.clone(),
+            ca.as_deref(),
+        )?)
     }
 }
 
@@ -141,8 +171,12 @@ pub struct PartialFailure {
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve { args } => serve(args).await,
+    run_command(cli.command).await.map_err(tls_hint)
+}
+
+async fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { args } => serve(*args).await,
         Command::Topic { connect, command } => admin::topic(&connect.client()?, command).await,
         Command::Queue { connect, command } => admin::queue(&connect.client()?, command).await,
         Command::Subscribe(args) => admin::subscribe(&args.connect.client()?, &args).await,
@@ -157,6 +191,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tail(args) => consume::tail(&args.connect.client()?, &args).await,
         Command::Auth { command } => auth::run(command),
         Command::Bench(args) => bench::run(&args.connect.client()?, &args).await,
+        Command::DevCert(args) => devcert::dev_cert(&args),
+    }
+}
+
+/// A connection refused for the server's certificate gets a hint at the fix.
+fn tls_hint(err: anyhow::Error) -> anyhow::Error {
+    let untrusted = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ClientError>(),
+            Some(ClientError::Connect { detail, .. }) if detail.contains("certificate")
+        )
+    });
+    if untrusted {
+        err.context(
+            "the server's TLS certificate is not trusted: pass its CA certificate with \
+             --ca-cert FILE (or PUBQ_CA_CERT)",
+        )
+    } else {
+        err
     }
 }
 
