@@ -73,7 +73,17 @@ impl Hub {
         let mut failed = Vec::new();
         let mut first_err = None;
         for d in got {
-            match self.load(&d.message) {
+            // Compaction may have moved the message since it was leased (and
+            // a later checkpoint dropped its old segment): read where the
+            // queue holds it now.
+            let loaded = self.load(&d.message).or_else(|e| {
+                let now = q.lock().engine.entry_at(d.seq).map(|x| x.message);
+                match now {
+                    Some(m) if m.loc() != d.message.loc() => self.load(&m),
+                    _ => Err(e),
+                }
+            });
+            match loaded {
                 Ok(message) => out.push(Delivery {
                     receipt: d.receipt,
                     message,

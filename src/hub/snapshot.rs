@@ -12,7 +12,7 @@
 //! in the new segment and replay idempotently (see `restore`): each queue's
 //! captured `next_seq` marks which publishes the snapshot already covers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,12 +58,76 @@ impl Hub {
     fn write_checkpoint(&self, base: u64) -> Result<(), StorageError> {
         let storage = self.storage().clone();
         let mut sink = storage.begin_snapshot(base)?;
-        let keep = self.capture(&mut *sink)?;
+        let held = self.capture(&mut *sink)?;
         // Records appended before or during the capture (dead-letter moves
         // and redrives are not awaited) must be durable before the snapshot
         // makes the old segments go.
         futures::executor::block_on(storage.append(Vec::new()))?;
-        sink.finish(&keep)
+        sink.finish(&held.segments())?;
+        let moved = self.relocate(&held.sparse(base));
+        if moved > 0 {
+            tracing::info!(messages = moved, "moved messages out of sparse segments");
+        }
+        Ok(())
+    }
+
+    /// Compaction: the few messages still held in a mostly-consumed old
+    /// segment are written again at the head of the log (each under a record
+    /// of its own) and their queues point at the new copy, so the next
+    /// checkpoint deletes the segment. Disk use follows live data, not the
+    /// oldest unacked message. A message that changed or went meanwhile is
+    /// left alone. Answers how many moved.
+    fn relocate(&self, sparse: &[(u64, Vec<(u64, u64)>)]) -> u64 {
+        let mut moved = 0;
+        for (segment, copies) in sparse {
+            let mut records = Vec::new();
+            let mut swaps = Vec::new();
+            for &(uid, seq) in copies {
+                let Some(q) = self.inner.by_uid.get(&uid).map(|q| q.clone()) else {
+                    continue;
+                };
+                let Some(e) = q.lock().engine.entry_at(seq) else {
+                    continue;
+                };
+                let Some(old) = e.message.loc().filter(|l| l.segment() == *segment) else {
+                    continue;
+                };
+                let message = match self.load(&e.message) {
+                    Ok(m) => m.relocated(),
+                    Err(err) => {
+                        tracing::warn!(segment, error = %err, "cannot move a message; segment kept");
+                        continue;
+                    }
+                };
+                records.push(Record::Publish {
+                    message: message.clone(),
+                    copies: vec![CopyRec {
+                        queue_uid: uid,
+                        seq,
+                        receive_count: e.receive_count,
+                        enqueued_at: e.enqueued_at,
+                        visible_at: e.visible_at,
+                        dead_letter_source: e.dead_letter_source,
+                    }],
+                });
+                swaps.push((q, seq, old, message));
+            }
+            if records.is_empty() {
+                continue;
+            }
+            // Not awaited: until the new record is written, the message keeps
+            // its old location (the next snapshot captures whichever it has).
+            self.storage().append(records).detach();
+            for (q, seq, old, message) in swaps {
+                let mut g = q.lock();
+                if g.engine.swap_message(seq, old, MsgRef::Mem(message)) {
+                    moved += 1;
+                }
+                q.resident
+                    .store(g.engine.resident_bytes(), Ordering::Relaxed);
+            }
+        }
+        moved
     }
 
     /// Writes the whole state as records: definitions first, then each
@@ -75,10 +139,7 @@ impl Hub {
     /// slices under its own lock (a deep queue is never held for long).
     /// Changes racing with the capture are in the new segment and replay
     /// idempotently.
-    pub(crate) fn capture(
-        &self,
-        sink: &mut dyn SnapshotSink,
-    ) -> Result<BTreeSet<u64>, StorageError> {
+    pub(crate) fn capture(&self, sink: &mut dyn SnapshotSink) -> Result<Held, StorageError> {
         let now = self.now();
         let mut head = Vec::new();
         let mut subs = Vec::new();
@@ -127,7 +188,7 @@ impl Hub {
         for r in head.iter().chain(&subs).chain(&topic_dedup) {
             sink.write(r)?;
         }
-        let mut keep = BTreeSet::new();
+        let mut keep = Held::default();
         // Moves between queues confirmed from here on are noted, so a
         // message in transit is captured exactly once (see below).
         *self.inner.moved.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
@@ -239,18 +300,58 @@ impl Hub {
     }
 }
 
+/// Most copies a segment may still hold for its messages to be moved out
+/// (see `relocate`); more, and the segment is simply kept.
+const RELOCATE_MAX: usize = 1000;
+
+/// The segments a snapshot's `Stored` records point into, with the copies
+/// held in those with few enough to move out.
+#[derive(Default)]
+pub(crate) struct Held {
+    segments: BTreeMap<u64, Option<Vec<(u64, u64)>>>,
+}
+
+impl Held {
+    fn add(&mut self, segment: u64, uid: u64, seq: u64) {
+        let e = self
+            .segments
+            .entry(segment)
+            .or_insert_with(|| Some(Vec::new()));
+        if let Some(v) = e {
+            if v.len() < RELOCATE_MAX {
+                v.push((uid, seq));
+            } else {
+                *e = None;
+            }
+        }
+    }
+
+    /// Every segment referred to.
+    fn segments(&self) -> BTreeSet<u64> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// Segments below `base` holding at most `RELOCATE_MAX` copies.
+    fn sparse(&self, base: u64) -> Vec<(u64, Vec<(u64, u64)>)> {
+        self.segments
+            .range(..base)
+            .filter_map(|(s, v)| v.clone().map(|v| (*s, v)))
+            .collect()
+    }
+}
+
 /// One captured message as a snapshot record: a reference when it is in the
 /// log already (its segment is noted in `keep`), the message itself when not
 /// (its receive count noted in `received`).
 fn entry_record(
     uid: u64,
     e: SnapshotEntry,
-    keep: &mut BTreeSet<u64>,
+    keep: &mut Held,
     received: &mut Vec<(u64, u32, u64)>,
 ) -> Option<Record> {
     match (e.message.loc(), e.message) {
         (Some(loc), _) => {
-            keep.insert(loc.segment());
+            keep.add(loc.segment(), uid, e.seq);
             Some(Record::Stored(StoredRec {
                 queue_uid: uid,
                 seq: e.seq,

@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use super::dedup::DedupWindow;
 use super::receipt::{Receipt, ReceiptError};
 use super::store::SeqStore;
-use crate::model::{MessageId, Millis, MsgRef, QueueName, QueueSettings};
+use crate::model::{BodyLoc, MessageId, Millis, MsgRef, QueueName, QueueSettings};
 
 /// How a message enters a queue.
 #[derive(Debug, Clone, Default)]
@@ -508,6 +508,26 @@ impl QueueState {
         let snap = self.entries.get(seq)?.snapshot(seq);
         self.departing.push(snap);
         self.remove_entry(seq)
+    }
+
+    /// One stored message as a snapshot records it.
+    pub fn entry_at(&self, seq: u64) -> Option<SnapshotEntry> {
+        self.entries.get(seq).map(|e| e.snapshot(seq))
+    }
+
+    /// Points a stored message at another copy of its data, if it still
+    /// refers to `expect` (compaction moved it). Answers whether it did.
+    pub fn swap_message(&mut self, seq: u64, expect: BodyLoc, to: MsgRef) -> bool {
+        let Some(e) = self.entries.get_mut(seq) else {
+            return false;
+        };
+        if e.msg.loc() != Some(expect) {
+            return false;
+        }
+        self.resident -= e.msg.resident_bytes();
+        self.resident += to.resident_bytes();
+        e.msg = to;
+        true
     }
 
     /// Bytes of message data this queue holds in memory.
