@@ -164,14 +164,13 @@ impl Hub {
             })();
             results.push(r);
         }
-        drop(dedup);
         let mut stored = Stored::default();
         for (i, batch) in copies.into_iter().enumerate() {
             if batch.is_empty() {
                 continue;
             }
             if let Some(q) = &queues[i] {
-                self.enqueue_all(q, batch, now, &mut results, &mut stored);
+                let _ = self.enqueue_all(q, batch, now, &mut results, &mut stored, false);
             }
         }
         topic
@@ -185,6 +184,10 @@ impl Hub {
             });
         }
         let commit = self.log(|| stored.into_records());
+        // Held until the records are on their way: a duplicate publish waits
+        // for the log behind them, so it is never answered before the first
+        // copy is durable.
+        drop(dedup);
         Ok((results, commit))
     }
 
@@ -234,10 +237,17 @@ impl Hub {
             results.push(r);
         }
         let mut stored = Stored::default();
-        if !batch.is_empty() {
-            self.enqueue_all(&q, batch, now, &mut results, &mut stored);
-        }
-        let commit = self.log(|| stored.into_records());
+        // A FIFO queue logs under its lock, so a duplicate (caught under
+        // that lock) is answered only behind the first copy's record.
+        let logged = if batch.is_empty() {
+            None
+        } else {
+            self.enqueue_all(&q, batch, now, &mut results, &mut stored, q.is_fifo())
+        };
+        let commit = match logged {
+            Some(c) => c,
+            None => self.log(|| stored.into_records()),
+        };
         Ok((results, commit))
     }
 
@@ -251,10 +261,11 @@ impl Hub {
         now: Millis,
         results: &mut [EntryResult],
         stored: &mut Stored,
-    ) {
+        log_under_lock: bool,
+    ) -> Option<Commit> {
         let durable = self.inner.durable;
         let uid = q.uid();
-        let ((), moves) = q.with(now, |g| {
+        let (commit, moves) = q.with(now, |g| {
             for c in batch {
                 let direct = c.message.topic.is_none();
                 // The queue's own delay is applied inside the engine; log the
@@ -300,8 +311,10 @@ impl Hub {
                     }
                 }
             }
+            log_under_lock.then(|| self.log(|| std::mem::take(stored).into_records()))
         });
         self.forward_dead_letters(moves);
+        commit
     }
 }
 
