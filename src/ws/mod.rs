@@ -29,7 +29,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::response::Response;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -197,6 +197,9 @@ struct Session {
 const AUTH_REQUIRED: &str = "authentication required: the first frame must be auth";
 
 /// Far enough ahead to stand for "never" without overflowing an `Instant`.
+/// Most ack frames settled together (see the reader loop).
+const MAX_GATHERED_ACKS: usize = 256;
+
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 async fn run(socket: WebSocket, state: AppState, principal: Option<Principal>) {
@@ -241,71 +244,117 @@ async fn run(socket: WebSocket, state: AppState, principal: Option<Principal>) {
         (cfg.idle_timeout.as_millis() as u64 / 4).clamp(50, 5_000),
     ));
     let mut shutdown = state.shutdown.clone();
+    // A frame read ahead while gathering acks, handled next.
+    let mut pending = None;
     let close: Option<(u16, String)> = loop {
-        tokio::select! {
-            msg = stream.next() => {
-                match msg {
-                    None => break None,
-                    Some(Err(e)) => {
-                        let text = e.to_string();
-                        if text.contains("too long") || text.contains("too big")
-                            || text.contains("Space limit") || text.contains("size")
-                        {
-                            break Some((close::TOO_BIG, format!(
-                                "frame larger than {} bytes", cfg.max_frame_bytes
-                            )));
-                        }
-                        break None;
-                    }
-                    Some(Ok(m)) => {
-                        last_seen.store(state.hub.now(), Ordering::Relaxed);
-                        match m {
-                            Message::Text(t) => {
-                                if let Some(c) = session.handle(t.as_str()).await {
-                                    break Some(c);
-                                }
-                                // An `auth` frame may have changed the expiry.
-                                let at = session.expiry_deadline();
-                                if at != expiry_at {
-                                    expiry_at = at;
-                                    expiry.as_mut().reset(at.unwrap_or_else(|| {
-                                        tokio::time::Instant::now() + NEVER
-                                    }));
-                                }
-                            }
-                            Message::Binary(_) if session.principal.is_none() => {
-                                break Some((close::POLICY, AUTH_REQUIRED.into()));
-                            }
-                            Message::Binary(_) => {
-                                session.reply_error(None, &ApiError::invalid_request(
-                                    "binary frames are not accepted; send JSON text frames",
-                                ));
-                            }
-                            Message::Close(_) => break None,
-                            Message::Ping(_) | Message::Pong(_) => {}
-                        }
-                    }
+        let msg = match pending.take() {
+            Some(m) => m,
+            None => tokio::select! {
+                msg = stream.next() => msg,
+                _ = ping.tick() => {
+                    out.control(Out::Ping);
+                    continue;
                 }
-            }
-            _ = ping.tick() => out.control(Out::Ping),
-            _ = idle_check.tick() => {
-                let silent = state.hub.now().saturating_sub(last_seen.load(Ordering::Relaxed));
-                if silent > cfg.idle_timeout.as_millis() as u64 {
-                    break Some((close::GOING_AWAY, "idle timeout".into()));
+                _ = idle_check.tick() => {
+                    let silent = state.hub.now().saturating_sub(last_seen.load(Ordering::Relaxed));
+                    if silent > cfg.idle_timeout.as_millis() as u64 {
+                        break Some((close::GOING_AWAY, "idle timeout".into()));
+                    }
+                    continue;
                 }
+                () = overflowed.notified() => {
+                    break Some((close::POLICY, "slow consumer".into()));
+                }
+                () = &mut auth_wait, if session.principal.is_none() => {
+                    audit::auth_failed(&AuthError::Missing, None, "websocket");
+                    break Some((close::POLICY, AUTH_REQUIRED.into()));
+                }
+                () = &mut expiry, if expiry_at.is_some() => {
+                    break Some((close::POLICY, "token expired".into()));
+                }
+                () = shutting_down(&mut shutdown) => {
+                    break Some((close::GOING_AWAY, "server shutting down".into()));
+                }
+            },
+        };
+        match msg {
+            None => break None,
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if text.contains("too long")
+                    || text.contains("too big")
+                    || text.contains("Space limit")
+                    || text.contains("size")
+                {
+                    break Some((
+                        close::TOO_BIG,
+                        format!("frame larger than {} bytes", cfg.max_frame_bytes),
+                    ));
+                }
+                break None;
             }
-            () = overflowed.notified() => {
-                break Some((close::POLICY, "slow consumer".into()));
-            }
-            () = &mut auth_wait, if session.principal.is_none() => {
-                audit::auth_failed(&AuthError::Missing, None, "websocket");
-                break Some((close::POLICY, AUTH_REQUIRED.into()));
-            }
-            () = &mut expiry, if expiry_at.is_some() => {
-                break Some((close::POLICY, "token expired".into()));
-            }
-            () = shutting_down(&mut shutdown) => {
-                break Some((close::GOING_AWAY, "server shutting down".into()));
+            Some(Ok(m)) => {
+                last_seen.store(state.hub.now(), Ordering::Relaxed);
+                match m {
+                    Message::Text(t) => {
+                        // Acks already waiting behind this one are
+                        // settled together: one lock per queue, one
+                        // log record and one disk sync for the lot.
+                        let mut acks = Vec::new();
+                        if session.principal.is_some() {
+                            if let Ok(ClientFrame {
+                                reference,
+                                op: Op::Ack { receipts },
+                            }) = frames::parse(t.as_str())
+                            {
+                                acks.push((reference, receipts));
+                                while acks.len() < MAX_GATHERED_ACKS {
+                                    let Some(next) = stream.next().now_or_never() else {
+                                        break;
+                                    };
+                                    if let Some(Ok(Message::Text(t2))) = &next {
+                                        if let Ok(ClientFrame {
+                                            reference,
+                                            op: Op::Ack { receipts },
+                                        }) = frames::parse(t2.as_str())
+                                        {
+                                            acks.push((reference, receipts));
+                                            continue;
+                                        }
+                                    }
+                                    pending = Some(next);
+                                    break;
+                                }
+                            }
+                        }
+                        if !acks.is_empty() {
+                            session.ack_frames(acks);
+                        } else if let Some(c) = session.handle(t.as_str()).await {
+                            break Some(c);
+                        }
+                        // An `auth` frame may have changed the expiry.
+                        let at = session.expiry_deadline();
+                        if at != expiry_at {
+                            expiry_at = at;
+                            expiry
+                                .as_mut()
+                                .reset(at.unwrap_or_else(|| tokio::time::Instant::now() + NEVER));
+                        }
+                    }
+                    Message::Binary(_) if session.principal.is_none() => {
+                        break Some((close::POLICY, AUTH_REQUIRED.into()));
+                    }
+                    Message::Binary(_) => {
+                        session.reply_error(
+                            None,
+                            &ApiError::invalid_request(
+                                "binary frames are not accepted; send JSON text frames",
+                            ),
+                        );
+                    }
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
             }
         }
     };
@@ -379,19 +428,14 @@ impl Session {
             // Acks and publishes are applied now and answered once durable,
             // without holding up the frames behind them: a client acking one
             // message per frame shares disk syncs instead of waiting for each.
-            Op::Ack { receipts } => match self.settle(&who, receipts, None, true) {
-                Ok((extra, commits)) => {
-                    self.answer_when_durable(reference, extra, commits);
-                    return None;
-                }
-                Err(e) => Err(e),
-            },
+            Op::Ack { receipts } => {
+                self.ack_frames(vec![(reference, receipts)]);
+                return None;
+            }
             Op::Nack {
                 receipts,
                 delay_seconds,
-            } => self
-                .settle(&who, receipts, delay_seconds, false)
-                .map(|(extra, _)| extra),
+            } => self.nack(&who, receipts, delay_seconds),
             Op::Publish {
                 topic,
                 queue,
@@ -587,15 +631,14 @@ impl Session {
         }
     }
 
-    /// Ack (or nack) receipts of any of this connection's queues. Needs
-    /// `consume` on the queue of every receipt, or nothing is settled.
-    fn settle(
-        &mut self,
+    /// Decodes a frame's receipts and checks `consume` on the queue of
+    /// every valid one (a receipt of a queue that is gone answers
+    /// `ReceiptInvalid` later).
+    fn check_receipts(
+        &self,
         who: &Principal,
-        receipts: Vec<String>,
-        delay_seconds: Option<u32>,
-        ack: bool,
-    ) -> Result<(serde_json::Value, Vec<crate::storage::Commit>), ApiError> {
+        receipts: &[String],
+    ) -> Result<Vec<Option<Receipt>>, ApiError> {
         if receipts.is_empty() {
             return Err(ApiError::invalid_request("receipts must not be empty"));
         }
@@ -611,35 +654,99 @@ impl Session {
             .iter()
             .map(|r| self.state.receipts.decode(r))
             .collect();
-        let valid: Vec<Receipt> = decoded.iter().flatten().copied().collect();
         let mut checked: Vec<u64> = Vec::new();
-        for r in &valid {
+        for r in decoded.iter().flatten() {
             if checked.contains(&r.queue_uid) {
                 continue;
             }
             checked.push(r.queue_uid);
-            // A receipt of a queue that is gone answers `ReceiptInvalid` below.
             if let Some(q) = self.state.hub.queue_by_uid(r.queue_uid) {
                 allow_queue(&self.state, who, Action::Consume, q.name())?;
             }
         }
-        let (results, commits) = if ack {
-            self.state.hub.ack_any_now(&valid)
-        } else {
-            (self.state.hub.nack_any(&valid, delay_seconds)?, Vec::new())
-        };
-        // Only settled receipts stop counting against prefetch.
+        Ok(decoded)
+    }
+
+    /// Settled receipts stop counting against prefetch.
+    fn release_credit(
+        &self,
+        valid: &[Receipt],
+        results: &[Result<(), crate::queue::ReceiptError>],
+    ) {
         let settled: Vec<Receipt> = valid
             .iter()
-            .zip(&results)
+            .zip(results)
             .filter(|(_, r)| r.is_ok())
             .map(|(rc, _)| *rc)
             .collect();
         for s in self.subs.values() {
             s.outstanding.remove_all(&settled);
         }
+    }
+
+    /// Acks the receipts of one or more `ack` frames (needs `consume` on the
+    /// queue of every receipt of a frame, or nothing of that frame is
+    /// settled). All frames are applied together, and each is answered
+    /// once the acks are durable.
+    fn ack_frames(&mut self, frames_in: Vec<(Option<serde_json::Value>, Vec<String>)>) {
+        let Some(who) = self.principal.clone() else {
+            return;
+        };
+        let mut frames_ok = Vec::with_capacity(frames_in.len());
+        let mut valid: Vec<Receipt> = Vec::new();
+        for (reference, receipts) in frames_in {
+            match self.check_receipts(&who, &receipts) {
+                Ok(decoded) => {
+                    let start = valid.len();
+                    valid.extend(decoded.iter().flatten().copied());
+                    frames_ok.push((reference, receipts, decoded, start..valid.len()));
+                }
+                Err(e) => self.reply_error(reference, &e),
+            }
+        }
+        if frames_ok.is_empty() {
+            return;
+        }
+        let (results, commits) = self.state.hub.ack_any_now(&valid);
+        self.release_credit(&valid, &results);
+        let answers: Vec<(Option<serde_json::Value>, serde_json::Value)> = frames_ok
+            .into_iter()
+            .map(|(reference, receipts, decoded, range)| {
+                let out =
+                    crate::api::dto::receipt_results(&receipts, &decoded, results[range].to_vec());
+                (reference, json!({ "results": out }))
+            })
+            .collect();
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            for c in commits {
+                if let Err(e) = c.await {
+                    let e: ApiError = HubError::from(e).into();
+                    for (reference, _) in answers {
+                        out.send(frames::error(reference, &e.body()));
+                    }
+                    return;
+                }
+            }
+            for (reference, extra) in answers {
+                out.send(frames::ok(reference, extra));
+            }
+        });
+    }
+
+    /// Nacks receipts of any of this connection's queues.
+    fn nack(
+        &mut self,
+        who: &Principal,
+        receipts: Vec<String>,
+        delay_seconds: Option<u32>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let decoded = self.check_receipts(who, &receipts)?;
+        let valid: Vec<Receipt> = decoded.iter().flatten().copied().collect();
+        let results = self.state.hub.nack_any(&valid, delay_seconds)?;
+        self.release_credit(&valid, &results);
         let out = crate::api::dto::receipt_results(&receipts, &decoded, results);
-        Ok((json!({ "results": out }), commits))
+        Ok(json!({ "results": out }))
     }
 
     fn publish(

@@ -1173,3 +1173,53 @@ async fn sigterm_closes_1001_and_a_restart_keeps_unacked_and_drops_acked() {
     assert_eq!(ids(&again), BTreeSet::from([unacked]), "{again:?}");
     assert_eq!(again[0]["receive_count"], 2);
 }
+
+/// Ack frames sent back to back, one receipt each (a client acking every
+/// message), are settled together by the server but each is answered, in
+/// order, with its own `ref` and result; a frame with a bad receipt among
+/// them gets its own per-receipt error and the others still settle.
+#[tokio::test]
+async fn back_to_back_ack_frames_are_each_answered_in_order() {
+    let s = Server::start().await;
+    long_lease_queue(&s, "burst").await;
+    for chunk in 0..2 {
+        let messages: Vec<Value> = (0..100)
+            .map(|i| json!({"body": format!("m{}", chunk * 100 + i)}))
+            .collect();
+        let (st, v) = s.send_raw("burst", json!({ "messages": messages })).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let mut ws = Ws::connect(&s).await;
+    ws.subscribe_queue("s", "burst", 1000).await;
+    let pushed = ws.messages(200).await;
+    let mut want = Vec::new();
+    for (i, m) in pushed.iter().enumerate() {
+        ws.send(json!({"op": "ack", "receipts": [m["receipt"]], "ref": i}))
+            .await;
+        want.push(json!(i));
+        if i == 100 {
+            ws.send(json!({"op": "ack", "receipts": ["garbage"], "ref": "bad"}))
+                .await;
+            want.push(json!("bad"));
+        }
+    }
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let v = ws.next().await;
+        assert_eq!(v["op"], "ok", "every ack frame is answered ok: {v}");
+        let r = &v["results"][0];
+        if v["ref"] == json!("bad") {
+            assert_eq!(r["error"]["code"], "ReceiptInvalid", "{v}");
+        } else {
+            assert_eq!(r["ok"], true, "{v}");
+        }
+        got.push(v["ref"].clone());
+    }
+    assert_eq!(got, want, "answers come in the order the frames were sent");
+    let st = s.stats("burst").await;
+    assert_eq!(
+        (st["visible"].as_u64(), st["in_flight"].as_u64()),
+        (Some(0), Some(0)),
+        "{st}"
+    );
+}
