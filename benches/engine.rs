@@ -98,6 +98,7 @@ fn message(group: Option<Arc<str>>) -> Arc<MessageData> {
         size: BODY_BYTES,
         visible_at: None,
         loc: Default::default(),
+        copies: 1,
     })
 }
 

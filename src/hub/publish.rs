@@ -102,7 +102,7 @@ impl Hub {
                         return Ok(first);
                     }
                 }
-                let message = Arc::new(build(m, Some(topic_name.clone()), dedup_key.clone(), now));
+                let mut message = build(m, Some(topic_name.clone()), dedup_key.clone(), now);
                 let body_json = subs
                     .iter()
                     .any(|s| s.filter.as_ref().is_some_and(|f| f.needs_body()))
@@ -124,6 +124,8 @@ impl Hub {
                         check_fits(&message, q, now)?;
                     }
                 }
+                message.copies = u32::try_from(matched.len()).unwrap_or(u32::MAX).max(1);
+                let message = Arc::new(message);
                 if let (Some(d), Some(k)) = (dedup.as_mut(), dedup_key.clone()) {
                     d.insert(
                         k,
@@ -497,6 +499,7 @@ fn build(
         size,
         visible_at,
         loc: Default::default(),
+        copies: 1,
     }
 }
 

@@ -93,6 +93,9 @@ pub struct MessageData {
     pub visible_at: Option<Millis>,
     /// Where the log wrote it, once written (set by the log writer).
     pub loc: LocCell,
+    /// How many queue copies share it (set at publish; 1 otherwise): each
+    /// copy counts its share of the memory it holds.
+    pub copies: u32,
 }
 
 /// Where a message is on disk: a log segment and the offset of the record
@@ -224,12 +227,14 @@ impl MessageData {
     pub fn relocated(&self) -> Arc<Self> {
         let mut m = self.clone();
         m.loc = LocCell::default();
+        m.copies = 1;
         Arc::new(m)
     }
 
     /// Bytes this message holds in memory (estimate).
     pub fn resident_bytes(&self) -> u64 {
-        (std::mem::size_of::<Self>() + 64 + self.body.len() + self.size) as u64
+        let all = (std::mem::size_of::<Self>() + 64 + self.body.len() + self.size) as u64;
+        all / u64::from(self.copies.max(1))
     }
 
     /// The size the contract counts: decoded body plus attribute keys and values.

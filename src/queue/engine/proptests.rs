@@ -456,6 +456,7 @@ fn message(id: usize, group: Option<&str>, now: Millis) -> Arc<MessageData> {
         size: 2,
         visible_at: None,
         loc: Default::default(),
+        copies: 1,
     })
 }
 

@@ -24,6 +24,7 @@ fn msg(body: &str) -> Arc<MessageData> {
         size: body.len(),
         visible_at: None,
         loc: Default::default(),
+        copies: 1,
     })
 }
 
