@@ -577,7 +577,7 @@ fn decode_payload(d: &mut Dec<'_>) -> DResult<Record> {
                     size,
                     visible_at,
                     loc: Default::default(),
-        copies: 1,
+                    copies: 1,
                 }),
                 copies,
             }
@@ -670,7 +670,7 @@ mod tests {
                     size: 8,
                     visible_at: Some(10),
                     loc: Default::default(),
-        copies: 1,
+                    copies: 1,
                 }),
                 copies: vec![CopyRec {
                     queue_uid: 9,

@@ -222,6 +222,25 @@ pub fn ok(reference: Option<Value>, extra: Value) -> String {
     Value::Object(m).to_string()
 }
 
+/// `{"op": "ok", "ref": .., "results": [...]}`: the answer to an `ack` or
+/// `nack`, serialized straight from the results (the hot path of a client
+/// acking every message).
+pub fn ok_results(reference: Option<Value>, results: &[crate::api::dto::ReceiptOut]) -> String {
+    #[derive(Serialize)]
+    struct OkResults<'a> {
+        op: &'static str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+        results: &'a [crate::api::dto::ReceiptOut],
+    }
+    serde_json::to_string(&OkResults {
+        op: "ok",
+        reference,
+        results,
+    })
+    .unwrap_or_default()
+}
+
 /// `{"op": "error", "ref": .., "error": {"code", "message"}}`.
 pub fn error(reference: Option<Value>, e: &ErrorBody) -> String {
     let mut m = Map::new();

@@ -709,12 +709,13 @@ impl Session {
         }
         let (results, commits) = self.state.hub.ack_any_now(&valid);
         self.release_credit(&valid, &results);
-        let answers: Vec<(Option<serde_json::Value>, serde_json::Value)> = frames_ok
+        let answers: Vec<(Option<serde_json::Value>, String)> = frames_ok
             .into_iter()
             .map(|(reference, receipts, decoded, range)| {
                 let out =
                     crate::api::dto::receipt_results(&receipts, &decoded, results[range].to_vec());
-                (reference, json!({ "results": out }))
+                let ok = frames::ok_results(reference.clone(), &out);
+                (reference, ok)
             })
             .collect();
         let out = self.out.clone();
@@ -728,8 +729,8 @@ impl Session {
                     return;
                 }
             }
-            for (reference, extra) in answers {
-                out.send(frames::ok(reference, extra));
+            for (_, ok) in answers {
+                out.send(ok);
             }
         });
     }

@@ -93,7 +93,7 @@ fn message() -> impl Strategy<Value = Arc<MessageData>> {
                     size,
                     visible_at: vis,
                     loc: Default::default(),
-        copies: 1,
+                    copies: 1,
                 })
             },
         )
