@@ -863,6 +863,83 @@ mod tests {
     }
 
     #[test]
+    fn encryption_keys_resolve_from_the_file_and_the_flags() {
+        let file = FileConfig::parse(
+            r#"
+            [storage.encryption]
+            active = "k2"
+            [[storage.encryption.keys]]
+            id = "k1"
+            file = "/etc/pubq/k1.key"
+            [[storage.encryption.keys]]
+            id = "k2"
+            env = "PUBQ_K2"
+            "#,
+        )
+        .expect("valid config");
+        let sec = file.storage.encryption.as_ref();
+        let c = EncryptionConfig::resolve(sec, &ServeArgs::default()).expect("resolves");
+        assert_eq!(
+            c.active,
+            Some(KeySpec {
+                id: Some("k2".into()),
+                source: KeySource::Env("PUBQ_K2".into())
+            })
+        );
+        assert_eq!(c.older.len(), 1);
+        assert_eq!(c.older[0].id.as_deref(), Some("k1"));
+
+        // A flag's key is the active one; every key of the file is kept for reading.
+        let args = ServeArgs {
+            encryption_key_file: Some("/etc/pubq/k3.key".into()),
+            encryption_key_id: Some("k3".into()),
+            ..ServeArgs::default()
+        };
+        let c = EncryptionConfig::resolve(sec, &args).expect("resolves");
+        assert_eq!(c.active.as_ref().and_then(|k| k.id.as_deref()), Some("k3"));
+        assert_eq!(c.older.len(), 2);
+
+        let env_only = ServeArgs {
+            encryption_key: Some(SecretText::new("00".repeat(32))),
+            ..ServeArgs::default()
+        };
+        let c = EncryptionConfig::resolve(None, &env_only).expect("resolves");
+        assert!(c.enabled());
+        assert_eq!(c.active.as_ref().and_then(|k| k.id.clone()), None);
+        assert!(!format!("{c:?}").contains("0000"), "no key in Debug output");
+
+        let none = EncryptionConfig::resolve(None, &ServeArgs::default()).expect("resolves");
+        assert!(!none.enabled());
+    }
+
+    #[test]
+    fn inconsistent_encryption_settings_are_refused() {
+        let parse = |t: &str| FileConfig::parse(t).expect("valid toml");
+        let resolve = |f: &FileConfig, a: &ServeArgs| {
+            EncryptionConfig::resolve(f.storage.encryption.as_ref(), a)
+        };
+        let no_active = parse("[[storage.encryption.keys]]\nid = \"k1\"\nfile = \"k\"");
+        assert!(resolve(&no_active, &ServeArgs::default()).is_err());
+        let bad_active = parse(
+            "[storage.encryption]\nactive = \"k9\"\n[[storage.encryption.keys]]\nid = \"k1\"\nfile = \"k\"",
+        );
+        assert!(resolve(&bad_active, &ServeArgs::default()).is_err());
+        let both = parse("[[storage.encryption.keys]]\nid = \"k1\"\nfile = \"k\"\nenv = \"E\"");
+        let flag = ServeArgs {
+            encryption_key_file: Some("k".into()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(&both, &flag).is_err());
+        let id_only = ServeArgs {
+            encryption_key_id: Some("k1".into()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(&FileConfig::default(), &id_only).is_err());
+        assert!(FileConfig::parse("[storage.encryption]\nactiv = \"k1\"").is_err());
+        assert!(FileConfig::parse("[storage]\nencrypt = true").is_err());
+    }
+
+    #[test]
     fn half_a_tls_pair_or_a_zero_limit_is_refused() {
         let cert_only = ServeArgs {
             tls_cert: Some("cert.pem".into()),
