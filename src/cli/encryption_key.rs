@@ -35,9 +35,9 @@ pub fn run(args: &EncryptionKeyArgs) -> anyhow::Result<()> {
                 use std::os::unix::fs::OpenOptionsExt;
                 opts.mode(0o600);
             }
-            let mut f = opts.open(path).map_err(|e| {
-                UsageError(format!("cannot create {}: {e}", path.display()))
-            })?;
+            let mut f = opts
+                .open(path)
+                .map_err(|e| UsageError(format!("cannot create {}: {e}", path.display())))?;
             f.write_all(format!("{key}\n").as_bytes())?;
             f.sync_all()?;
             out.emit(&serde_json::json!({ "id": id.as_str(), "file": path }))?;

@@ -380,7 +380,8 @@ mod tests {
         assert_ne!(buf, b"secret body");
         let tag: [u8; TAG_BYTES] = tag.into();
         let mut opened = buf.clone();
-        ring.open("k2", &nonce, b"aad", &mut opened, &tag).expect("opens");
+        ring.open("k2", &nonce, b"aad", &mut opened, &tag)
+            .expect("opens");
         assert_eq!(opened, b"secret body");
         let mut other = buf.clone();
         assert_eq!(

@@ -451,9 +451,8 @@ fn repair_segments(
             cut = true;
             continue;
         }
-        let valid = scan_frames(&buf, keys, |_, _| report.log_records += 1).map_err(
-            |(off, e)| key_error(&format!("{} at offset {off}", p.display()), &e, keys),
-        )?;
+        let valid = scan_frames(&buf, keys, |_, _| report.log_records += 1)
+            .map_err(|(off, e)| key_error(&format!("{} at offset {off}", p.display()), &e, keys))?;
         if buf.len() == FILE_HEADER {
             // Started and never written to (each start opens a new segment).
             fs::remove_file(&p)?;

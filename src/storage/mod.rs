@@ -26,8 +26,8 @@ use tokio::sync::oneshot;
 use crate::model::{BodyLoc, MessageData};
 use std::sync::Arc;
 
-pub use log::{DiskLog, DiskLogConfig, ReplayReport};
 pub use crypt::{KeyId, Keyring, KeyringError};
+pub use log::{DiskLog, DiskLogConfig, ReplayReport};
 pub use record::{CopyRec, Record, StoredRec};
 
 /// Why storage failed. Once a write fails the log refuses further writes:

@@ -150,7 +150,9 @@ pub enum DecodeError {
     #[error("record is encrypted with key id {0}, which is not configured")]
     UnknownKey(String),
     /// An intact sealed record does not decrypt with the key of its id.
-    #[error("record encrypted with key id {0} does not decrypt: wrong key, or the record was altered")]
+    #[error(
+        "record encrypted with key id {0} does not decrypt: wrong key, or the record was altered"
+    )]
     WrongKey(String),
 }
 
@@ -290,7 +292,8 @@ pub fn encode_with(rec: &Record, out: &mut Vec<u8>, keys: Option<&Keyring>) {
             e.0.extend_from_slice(&nonce);
             let body = out.len();
             encode_body(rec, &mut Enc(out));
-            let (aad, plain) = out[start + FRAME_HEADER..].split_at_mut(body - start - FRAME_HEADER);
+            let (aad, plain) =
+                out[start + FRAME_HEADER..].split_at_mut(body - start - FRAME_HEADER);
             let tag = ring.seal(&nonce, aad, plain);
             out.extend_from_slice(&tag);
         }
@@ -589,8 +592,8 @@ fn open_sealed(payload: &[u8], keys: Option<&Keyring>) -> DResult<Record> {
     if id_len == 0 || id_len > crypt::MAX_KEY_ID {
         return Err(DecodeError::Malformed("bad key id"));
     }
-    let id = std::str::from_utf8(d.take(id_len)?)
-        .map_err(|_| DecodeError::Malformed("bad key id"))?;
+    let id =
+        std::str::from_utf8(d.take(id_len)?).map_err(|_| DecodeError::Malformed("bad key id"))?;
     let nonce: [u8; NONCE_BYTES] = d.arr()?;
     if d.buf.len() < 1 + TAG_BYTES {
         return Err(DecodeError::Malformed("sealed record too short"));
@@ -605,9 +608,9 @@ fn open_sealed(payload: &[u8], keys: Option<&Keyring>) -> DResult<Record> {
     let mut plain = sealed.to_vec();
     let opened = ring.open(id, &nonce, aad, &mut plain, &tag_bytes);
     let rec = match opened {
-        Ok(()) if plain.first() == Some(&tag::SEALED) => {
-            Err(DecodeError::Malformed("sealed record inside a sealed record"))
-        }
+        Ok(()) if plain.first() == Some(&tag::SEALED) => Err(DecodeError::Malformed(
+            "sealed record inside a sealed record",
+        )),
         Ok(()) => decode_body(&plain),
         Err(OpenError::UnknownKey) => Err(DecodeError::UnknownKey(id.to_string())),
         Err(OpenError::Unauthentic) => Err(DecodeError::WrongKey(id.to_string())),
@@ -883,7 +886,11 @@ mod tests {
         for r in sample().into_iter().chain([secret_publish(), dedup]) {
             let mut buf = Vec::new();
             encode_with(&r, &mut buf, Some(&k));
-            assert_eq!(buf[FRAME_HEADER] == tag::SEALED, holds_user_data(&r), "{r:?}");
+            assert_eq!(
+                buf[FRAME_HEADER] == tag::SEALED,
+                holds_user_data(&r),
+                "{r:?}"
+            );
             let (back, used) = decode_with(&buf, Some(&k)).expect("decodes");
             assert_eq!(used, buf.len());
             assert_eq!(back, r);

@@ -317,7 +317,10 @@ async fn keys_of_segments_kept_below_a_snapshot_are_checked_at_start() {
             .expect("finish");
     }
     let m = encryption_error(open_and_replay(dir.path(), None));
-    assert!(m.contains("0000000000000001.seg") && m.contains("key id k1"), "{m}");
+    assert!(
+        m.contains("0000000000000001.seg") && m.contains("key id k1"),
+        "{m}"
+    );
     assert_eq!(
         open_and_replay(dir.path(), ring(("k1", 1), &[]))
             .expect("with the key")
