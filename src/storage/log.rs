@@ -242,8 +242,8 @@ fn key_error(at: &str, e: &DecodeError, keys: Option<&Keyring>) -> StorageError 
         ),
         (DecodeError::WrongKey(id), _) => format!(
             "cannot decrypt the record at {at} with key id {id}: wrong key? The record is intact \
-             (its checksum matches), so this is not a torn write; configure the key it was \
-             written with under id {id}"
+             (its checksum matches), so this is not a torn write: configure the key it was \
+             written with under id {id} (or the record was altered on purpose)"
         ),
         (other, _) => format!("{at}: {other}"),
     };
