@@ -4,7 +4,10 @@
 //! runs on the disk log with `--fsync always` and on memory storage in the same
 //! process, so the figure to read is the ratio.
 //!
-//! `cargo bench --bench durable -- [--seconds 5] [--publishers 8] [--batch 100]`
+//! `cargo bench --bench durable -- [--seconds 5] [--publishers 8] [--batch 100] [--encrypt]`
+//!
+//! `--encrypt` adds a run on a disk log with encryption at rest (every
+//! `Publish` sealed with XChaCha20-Poly1305), to read against the plain one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 use pubq::config::{FsyncPolicy, Limits};
 use pubq::hub::{Hub, NewMessage, ReceiveRequest};
 use pubq::model::{QueueName, QueueSettingsPatch, SystemClock, TopicName, TopicSettingsPatch};
-use pubq::storage::{DiskLog, DiskLogConfig, MemoryStorage, Storage};
+use pubq::storage::{DiskLog, DiskLogConfig, KeyId, Keyring, MemoryStorage, Storage};
 
 /// Publishers wait while more copies than this are unacked.
 const MAX_BACKLOG_COPIES: u64 = 200_000;
@@ -22,6 +25,7 @@ struct Args {
     seconds: u64,
     publishers: usize,
     batch: usize,
+    encrypt: bool,
 }
 
 fn args() -> Args {
@@ -29,8 +33,10 @@ fn args() -> Args {
         seconds: 5,
         publishers: 8,
         batch: 100,
+        encrypt: false,
     };
     let v: Vec<String> = std::env::args().collect();
+    a.encrypt = v.iter().any(|x| x == "--encrypt");
     for w in v.windows(2) {
         let n = w[1].parse().ok();
         match w[0].as_str() {
@@ -161,14 +167,25 @@ async fn run(storage: Arc<dyn Storage>, a: &Args) -> Outcome {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let disk = DiskLog::open(DiskLogConfig::new(
-        dir.path().to_path_buf(),
-        FsyncPolicy::Always,
-        Duration::from_millis(10),
-    ))
-    .expect("open log");
-    let d = run(Arc::new(disk), &a).await;
+    let disk = |keys: Option<Keyring>| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = DiskLogConfig::new(
+            dir.path().to_path_buf(),
+            FsyncPolicy::Always,
+            Duration::from_millis(10),
+        );
+        cfg.encryption = keys.map(Arc::new);
+        (dir, DiskLog::open(cfg).expect("open log"))
+    };
+    let (_dir, log) = disk(None);
+    let d = run(Arc::new(log), &a).await;
+    let e = if a.encrypt {
+        let id = KeyId::new("bench").expect("valid id");
+        let (_dir, log) = disk(Some(Keyring::new((id, [7; 32]), []).expect("keyring")));
+        Some(run(Arc::new(log), &a).await)
+    } else {
+        None
+    };
     let m = run(Arc::new(MemoryStorage), &a).await;
     let secs = a.seconds as f64;
     println!(
@@ -177,7 +194,12 @@ async fn main() {
     );
     println!("| storage | published msg/s | delivered copies/s | publish p50 | publish p99 |");
     println!("| --- | --- | --- | --- | --- |");
-    for (name, o) in [("disk, fsync always", &d), ("memory", &m)] {
+    let mut rows = vec![("disk, fsync always", &d)];
+    if let Some(e) = &e {
+        rows.push(("disk, fsync always, encrypted", e));
+    }
+    rows.push(("memory", &m));
+    for (name, o) in rows {
         println!(
             "| {name} | {:.0} | {:.0} | {:.2} ms | {:.2} ms |",
             o.published as f64 / secs,
@@ -190,4 +212,10 @@ async fn main() {
         "durable / memory delivered copies: {:.2}",
         d.delivered as f64 / m.delivered.max(1) as f64
     );
+    if let Some(e) = &e {
+        println!(
+            "encrypted / plain durable delivered copies: {:.2}",
+            e.delivered as f64 / d.delivered.max(1) as f64
+        );
+    }
 }

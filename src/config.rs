@@ -129,6 +129,72 @@ pub struct ServeArgs {
     /// Time a client has to complete the TLS handshake [default: 10s].
     #[arg(long, env = "PUBQ_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
     pub tls_handshake_timeout: Option<Duration>,
+    /// Encrypt message bodies, attributes, group and dedup ids in the data
+    /// directory with the 32-byte key in this file (raw, 64 hex digits or
+    /// base64; `pubq encryption-key` makes one). It becomes the active key;
+    /// older keys for reading are listed in `[storage.encryption]`.
+    #[arg(
+        long,
+        env = "PUBQ_ENCRYPTION_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Encryption at rest"
+    )]
+    pub encryption_key_file: Option<PathBuf>,
+    /// The active key itself: 64 hex digits or base64 of 32 bytes. Prefer the
+    /// environment variable or a file: a flag shows in process lists.
+    #[arg(
+        long,
+        env = "PUBQ_ENCRYPTION_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        conflicts_with = "encryption_key_file",
+        help_heading = "Encryption at rest"
+    )]
+    pub encryption_key: Option<SecretText>,
+    /// The id records written with the active key carry [default: "k" and
+    /// 8 hex digits of a fingerprint of the key].
+    #[arg(
+        long,
+        env = "PUBQ_ENCRYPTION_KEY_ID",
+        value_name = "ID",
+        help_heading = "Encryption at rest"
+    )]
+    pub encryption_key_id: Option<String>,
+}
+
+/// A secret given as text (an encryption key in an environment variable):
+/// never printed by `Debug`, wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for SecretText {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl Drop for SecretText {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// Parses `30s`, `5m`, `1h`, `250ms` or plain seconds.
@@ -176,6 +242,40 @@ pub struct ServerSection {
     pub max_connections: Option<usize>,
     pub header_timeout_seconds: Option<u64>,
     pub tls_handshake_timeout_seconds: Option<u64>,
+}
+
+/// `[storage]` table of `pubq.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Encryption at rest (see `docs/security.md`).
+    pub encryption: Option<EncryptionSection>,
+}
+
+/// `[storage.encryption]`: the keys records are sealed with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// Id of the key new records are sealed with; the others are kept for
+    /// reading what they sealed. Overridden by `--encryption-key-file` /
+    /// `PUBQ_ENCRYPTION_KEY`.
+    pub active: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<EncryptionKeyDecl>,
+}
+
+/// `[[storage.encryption.keys]]`: one key, from a file or an environment
+/// variable (exactly one of them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionKeyDecl {
+    /// The id records sealed with this key carry: `[A-Za-z0-9_.-]`, at most
+    /// 64 characters. Never reuse an id for another key.
+    pub id: String,
+    /// A file holding the key: 32 raw bytes, 64 hex digits or base64.
+    pub file: Option<PathBuf>,
+    /// The name of an environment variable holding the key (hex or base64).
+    pub env: Option<String>,
 }
 
 /// A topic declared in `pubq.toml`.
@@ -239,6 +339,9 @@ pub struct FileConfig {
     /// API keys, JWT keys, rates (see `docs/security.md`).
     #[serde(default)]
     pub auth: AuthSection,
+    /// Storage settings beyond `[server]`: encryption at rest.
+    #[serde(default)]
+    pub storage: StorageSection,
 }
 
 impl FileConfig {
@@ -267,6 +370,116 @@ pub enum StorageConfig {
         fsync: FsyncPolicy,
         fsync_interval: Duration,
     },
+}
+
+/// Where one encryption key's 32 bytes come from. Key material is read
+/// when the server starts (`storage::Keyring::load`), not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A file: 32 raw bytes, 64 hex digits or base64 (whitespace around it
+    /// is ignored).
+    File(PathBuf),
+    /// An environment variable holding hex or base64, by name.
+    Env(String),
+    /// The text itself (`PUBQ_ENCRYPTION_KEY`).
+    Value(SecretText),
+}
+
+/// One encryption key as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// `None`: derived from the key (`k` + 8 hex digits of a fingerprint).
+    pub id: Option<String>,
+    pub source: KeySource,
+}
+
+/// Encryption at rest, resolved: the key new records are sealed with and
+/// the older ones kept for reading. No active key: records are written in
+/// clear (and a directory holding sealed ones is refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncryptionConfig {
+    pub active: Option<KeySpec>,
+    pub older: Vec<KeySpec>,
+}
+
+impl EncryptionConfig {
+    /// Flags and environment (the active key) over `[storage.encryption]`.
+    pub fn resolve(
+        file: Option<&EncryptionSection>,
+        args: &ServeArgs,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let mut older = Vec::new();
+        let mut declared_active = None;
+        if let Some(sec) = file {
+            for k in &sec.keys {
+                let source = match (&k.file, &k.env) {
+                    (Some(f), None) => KeySource::File(f.clone()),
+                    (None, Some(e)) => KeySource::Env(e.clone()),
+                    _ => {
+                        return Err(invalid(format!(
+                            "[[storage.encryption.keys]] id = {:?}: give exactly one of `file` \
+                             and `env`",
+                            k.id
+                        )))
+                    }
+                };
+                let spec = KeySpec {
+                    id: Some(k.id.clone()),
+                    source,
+                };
+                if sec.active.as_deref() == Some(k.id.as_str()) && declared_active.is_none() {
+                    declared_active = Some(spec);
+                } else {
+                    older.push(spec);
+                }
+            }
+            if let Some(a) = &sec.active {
+                if declared_active.is_none() {
+                    return Err(invalid(format!(
+                        "[storage.encryption] active = {a:?} names no key of \
+                         [[storage.encryption.keys]]"
+                    )));
+                }
+            }
+        }
+        let flag = match (&args.encryption_key_file, &args.encryption_key) {
+            (Some(f), _) => Some(KeySource::File(f.clone())),
+            (None, Some(v)) => Some(KeySource::Value(v.clone())),
+            (None, None) => None,
+        };
+        let active = match flag {
+            Some(source) => {
+                // The flag's key is the active one; a key `active` named in
+                // the file stays readable.
+                older.extend(declared_active);
+                Some(KeySpec {
+                    id: args.encryption_key_id.clone(),
+                    source,
+                })
+            }
+            None if args.encryption_key_id.is_some() => {
+                return Err(invalid(
+                    "--encryption-key-id needs --encryption-key-file or PUBQ_ENCRYPTION_KEY".into(),
+                ))
+            }
+            None if declared_active.is_none() && !older.is_empty() => {
+                return Err(invalid(
+                    "[storage.encryption] lists keys but no `active` one: name the key new \
+                     records are written with (active = \"...\"), or pass \
+                     --encryption-key-file"
+                        .into(),
+                ))
+            }
+            None => declared_active,
+        };
+        Ok(Self { active, older })
+    }
+
+    /// Whether records are sealed.
+    pub fn enabled(&self) -> bool {
+        self.active.is_some()
+    }
 }
 
 /// Named limits that keep one client from hurting others.
@@ -393,6 +606,8 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// TLS and connection limits.
     pub net: NetConfig,
+    /// Encryption at rest of the data directory.
+    pub encryption: EncryptionConfig,
     /// Resources to declare at boot.
     pub declare: FileConfig,
 }
@@ -407,6 +622,7 @@ impl Default for ServerConfig {
             ws: WsConfig::default(),
             auth: AuthConfig::default(),
             net: NetConfig::default(),
+            encryption: EncryptionConfig::default(),
             declare: FileConfig::default(),
         }
     }
@@ -493,6 +709,7 @@ impl ServerConfig {
         };
         let auth = AuthConfig::resolve(&file.auth, &args.auth);
         let net = resolve_net(args, s)?;
+        let encryption = EncryptionConfig::resolve(file.storage.encryption.as_ref(), args)?;
         Ok(Self {
             listen,
             storage,
@@ -501,6 +718,7 @@ impl ServerConfig {
             ws,
             auth,
             net,
+            encryption,
             declare: file,
         })
     }
@@ -642,6 +860,83 @@ mod tests {
         let plain = resolve_net(&ServeArgs::default(), &ServerSection::default()).expect("ok");
         assert_eq!(plain, NetConfig::default());
         assert_eq!(plain.scheme(), "http");
+    }
+
+    #[test]
+    fn encryption_keys_resolve_from_the_file_and_the_flags() {
+        let file = FileConfig::parse(
+            r#"
+            [storage.encryption]
+            active = "k2"
+            [[storage.encryption.keys]]
+            id = "k1"
+            file = "/etc/pubq/k1.key"
+            [[storage.encryption.keys]]
+            id = "k2"
+            env = "PUBQ_K2"
+            "#,
+        )
+        .expect("valid config");
+        let sec = file.storage.encryption.as_ref();
+        let c = EncryptionConfig::resolve(sec, &ServeArgs::default()).expect("resolves");
+        assert_eq!(
+            c.active,
+            Some(KeySpec {
+                id: Some("k2".into()),
+                source: KeySource::Env("PUBQ_K2".into())
+            })
+        );
+        assert_eq!(c.older.len(), 1);
+        assert_eq!(c.older[0].id.as_deref(), Some("k1"));
+
+        // A flag's key is the active one; every key of the file is kept for reading.
+        let args = ServeArgs {
+            encryption_key_file: Some("/etc/pubq/k3.key".into()),
+            encryption_key_id: Some("k3".into()),
+            ..ServeArgs::default()
+        };
+        let c = EncryptionConfig::resolve(sec, &args).expect("resolves");
+        assert_eq!(c.active.as_ref().and_then(|k| k.id.as_deref()), Some("k3"));
+        assert_eq!(c.older.len(), 2);
+
+        let env_only = ServeArgs {
+            encryption_key: Some(SecretText::new("00".repeat(32))),
+            ..ServeArgs::default()
+        };
+        let c = EncryptionConfig::resolve(None, &env_only).expect("resolves");
+        assert!(c.enabled());
+        assert_eq!(c.active.as_ref().and_then(|k| k.id.clone()), None);
+        assert!(!format!("{c:?}").contains("0000"), "no key in Debug output");
+
+        let none = EncryptionConfig::resolve(None, &ServeArgs::default()).expect("resolves");
+        assert!(!none.enabled());
+    }
+
+    #[test]
+    fn inconsistent_encryption_settings_are_refused() {
+        let parse = |t: &str| FileConfig::parse(t).expect("valid toml");
+        let resolve = |f: &FileConfig, a: &ServeArgs| {
+            EncryptionConfig::resolve(f.storage.encryption.as_ref(), a)
+        };
+        let no_active = parse("[[storage.encryption.keys]]\nid = \"k1\"\nfile = \"k\"");
+        assert!(resolve(&no_active, &ServeArgs::default()).is_err());
+        let bad_active = parse(
+            "[storage.encryption]\nactive = \"k9\"\n[[storage.encryption.keys]]\nid = \"k1\"\nfile = \"k\"",
+        );
+        assert!(resolve(&bad_active, &ServeArgs::default()).is_err());
+        let both = parse("[[storage.encryption.keys]]\nid = \"k1\"\nfile = \"k\"\nenv = \"E\"");
+        let flag = ServeArgs {
+            encryption_key_file: Some("k".into()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(&both, &flag).is_err());
+        let id_only = ServeArgs {
+            encryption_key_id: Some("k1".into()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(&FileConfig::default(), &id_only).is_err());
+        assert!(FileConfig::parse("[storage.encryption]\nactiv = \"k1\"").is_err());
+        assert!(FileConfig::parse("[storage]\nencrypt = true").is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::config::{FileConfig, ServerConfig, StorageConfig};
 use crate::hub::{Hub, HubError};
 use crate::model::{QueueSettingsPatch, SystemClock};
 use crate::net::{self, Endpoint, TlsError};
-use crate::storage::{DiskLog, DiskLogConfig, MemoryStorage, Storage};
+use crate::storage::{DiskLog, DiskLogConfig, Keyring, KeyringError, MemoryStorage, Storage};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,8 @@ pub enum ServerError {
     InsecureListen { addr: SocketAddr },
     #[error("{0}")]
     Tls(#[from] TlsError),
+    #[error("encryption at rest: {0}")]
+    Encryption(#[from] KeyringError),
 }
 
 /// A running server.
@@ -106,17 +108,29 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let scheme = config.net.scheme();
     let tls = endpoint.tls().cloned();
     let storage: Arc<dyn Storage> = match &config.storage {
-        StorageConfig::Memory => Arc::new(MemoryStorage),
+        StorageConfig::Memory => {
+            if config.encryption.enabled() {
+                tracing::warn!("an encryption key is configured, but --memory writes nothing");
+            }
+            Arc::new(MemoryStorage)
+        }
         StorageConfig::Disk {
             dir,
             fsync,
             fsync_interval,
         } => {
-            let cfg = DiskLogConfig::new(dir.clone(), *fsync, *fsync_interval);
-            let log = tokio::task::spawn_blocking(move || DiskLog::open(cfg))
-                .await
-                .map_err(|e| ServerError::Storage(e.to_string()))?
-                .map_err(|e| ServerError::Storage(e.to_string()))?;
+            let mut cfg = DiskLogConfig::new(dir.clone(), *fsync, *fsync_interval);
+            let encryption = config.encryption.clone();
+            let log = tokio::task::spawn_blocking(move || {
+                cfg.encryption = Keyring::load(&encryption)?.map(Arc::new);
+                if let Some(k) = &cfg.encryption {
+                    let ids: Vec<&str> = k.ids().map(|i| i.as_str()).collect();
+                    tracing::info!(active_key = %k.active_id(), keys = ?ids, "encryption at rest");
+                }
+                DiskLog::open(cfg).map_err(|e| ServerError::Storage(e.to_string()))
+            })
+            .await
+            .map_err(|e| ServerError::Storage(e.to_string()))??;
             tracing::info!(data_dir = %dir.display(), fsync = ?fsync, "durable storage");
             Arc::new(log)
         }

@@ -13,6 +13,7 @@ mod auth;
 mod bench;
 mod consume;
 mod devcert;
+mod encryption_key;
 mod message;
 mod output;
 mod values;
@@ -33,6 +34,7 @@ pub use auth::AuthCommand;
 pub use bench::{BenchArgs, BenchFailed, Workload as BenchWorkload};
 pub use consume::{ConsumeArgs, TailArgs};
 pub use devcert::DevCertArgs;
+pub use encryption_key::EncryptionKeyArgs;
 pub use message::{AckArgs, MessageArgs, NackArgs, PublishArgs, SendArgs, VisibilityArgs};
 pub use values::Attr;
 
@@ -99,6 +101,9 @@ pub enum Command {
     /// Write a self-signed certificate and key for development TLS
     /// (`serve --tls-cert cert.pem --tls-key key.pem`).
     DevCert(DevCertArgs),
+    /// Make a random 32-byte key for encryption at rest
+    /// (`serve --encryption-key-file FILE`; offline).
+    EncryptionKey(EncryptionKeyArgs),
 }
 
 /// How a client command reaches the server.
@@ -192,6 +197,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Auth { command } => auth::run(command),
         Command::Bench(args) => bench::run(&args.connect.client()?, &args).await,
         Command::DevCert(args) => devcert::dev_cert(&args),
+        Command::EncryptionKey(args) => encryption_key::run(&args),
     }
 }
 

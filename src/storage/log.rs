@@ -13,12 +13,18 @@
 //! Messages are read back by location (segment, offset of their `Publish`
 //! frame) with one positioned read: memory holds an index, not bodies.
 //!
+//! With a keyring (`DiskLogConfig::encryption`), the writer and snapshots
+//! seal records holding user data, and every read opens them. A frame that
+//! is intact (checksum right) but cannot be opened, because no key is
+//! configured, its key id is unknown or the key is wrong, stops the start
+//! with [`StorageError::Encryption`]: it is never cut off as a torn tail.
+//!
 //! The writer drains every append waiting in its channel, writes them with one
 //! `write`, calls `fdatasync` once (policy `always`), then answers them all:
 //! many concurrent writers share one sync. Written vs flushed: an append is
 //! answered only after its bytes are flushed per policy.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -32,7 +38,8 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use tokio::sync::oneshot;
 
-use super::record::{self, Record};
+use super::crypt::Keyring;
+use super::record::{self, DecodeError, Record};
 use super::{Commit, SnapshotSink, Storage, StorageError};
 use crate::config::FsyncPolicy;
 use crate::model::{BodyLoc, MessageData};
@@ -57,6 +64,10 @@ pub struct DiskLogConfig {
     /// A snapshot is due once this much (and at least twice the last
     /// snapshot's size) was written since the last one.
     pub checkpoint_min_bytes: u64,
+    /// Encryption at rest: records holding user data are sealed with the
+    /// active key; older keys read what they sealed. `None`: written in
+    /// clear, and sealed records on disk stop the start.
+    pub encryption: Option<Arc<Keyring>>,
 }
 
 impl DiskLogConfig {
@@ -67,7 +78,12 @@ impl DiskLogConfig {
             fsync_interval,
             segment_bytes: 64 * 1024 * 1024,
             checkpoint_min_bytes: 64 * 1024 * 1024,
+            encryption: None,
         }
+    }
+
+    fn keys(&self) -> Option<&Keyring> {
+        self.encryption.as_deref()
     }
 }
 
@@ -187,19 +203,51 @@ fn read_file(p: &Path) -> Result<Vec<u8>, StorageError> {
 }
 
 /// Decodes the frames of a file body, with each frame's offset; returns how
-/// many bytes were valid.
-fn scan_frames(buf: &[u8], mut f: impl FnMut(Record, u64)) -> usize {
+/// many bytes were valid (the scan stops at the first torn or corrupt
+/// frame). An intact frame the keys cannot open is `Err` with its offset:
+/// that is not damage, and nothing may be cut for it.
+fn scan_frames(
+    buf: &[u8],
+    keys: Option<&Keyring>,
+    mut f: impl FnMut(Record, u64),
+) -> Result<usize, (usize, DecodeError)> {
     let mut off = FILE_HEADER;
     while off < buf.len() {
-        match record::decode(&buf[off..]) {
+        match record::decode_with(&buf[off..], keys) {
             Ok((rec, used)) => {
                 f(rec, off as u64);
                 off += used;
             }
+            Err(e) if e.is_key_problem() => return Err((off, e)),
             Err(_) => break,
         }
     }
-    off
+    Ok(off)
+}
+
+/// The error that stops the start for an intact record the keys cannot
+/// open; `at` says where it is. Names key ids, never keys.
+fn key_error(at: &str, e: &DecodeError, keys: Option<&Keyring>) -> StorageError {
+    let msg = match (e, keys) {
+        (DecodeError::UnknownKey(id), None) => format!(
+            "the data directory holds records encrypted with key id {id} ({at}), but no \
+             encryption key is configured: pass --encryption-key-file or PUBQ_ENCRYPTION_KEY \
+             (see docs/security.md)"
+        ),
+        (DecodeError::UnknownKey(id), Some(k)) => format!(
+            "the data directory was written with encryption key id {id} ({at}), which is not \
+             configured (configured: {}): list it under [[storage.encryption.keys]] in pubq.toml \
+             (see docs/security.md)",
+            k.ids().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        (DecodeError::WrongKey(id), _) => format!(
+            "cannot decrypt the record at {at} with key id {id}: wrong key? The record is intact \
+             (its checksum matches), so this is not a torn write: configure the key it was \
+             written with under id {id} (or the record was altered on purpose)"
+        ),
+        (other, _) => format!("{at}: {other}"),
+    };
+    StorageError::Encryption(msg)
 }
 
 /// Reads one frame (header and payload) from `r` into `frame`; `Ok(false)`
@@ -235,7 +283,12 @@ fn read_frame(r: &mut impl Read, frame: &mut Vec<u8>) -> Result<bool, String> {
 /// `SnapshotEnd`), after checking in a first pass that every frame is intact
 /// and the end marker counts them: a damaged snapshot feeds nothing.
 /// Streams, so a snapshot of a deep backlog never sits in memory whole.
-fn replay_snapshot(p: &Path, base: u64, f: &mut dyn FnMut(Record)) -> Result<u64, StorageError> {
+fn replay_snapshot(
+    p: &Path,
+    base: u64,
+    keys: Option<&Keyring>,
+    f: &mut dyn FnMut(Record),
+) -> Result<u64, StorageError> {
     let corrupt = |why: String| StorageError::Corrupt(format!("{}: {why}", p.display()));
     let open = || -> Result<BufReader<File>, StorageError> {
         let mut r = BufReader::with_capacity(1 << 20, File::open(p)?);
@@ -250,6 +303,8 @@ fn replay_snapshot(p: &Path, base: u64, f: &mut dyn FnMut(Record)) -> Result<u64
     let mut end = None;
     while read_frame(&mut r, &mut frame).map_err(corrupt)? {
         count += 1;
+        // Keyless: only the end marker matters here, and it is never sealed
+        // (sealed frames are not decrypted twice).
         end = match record::decode(&frame) {
             Ok((Record::SnapshotEnd { records }, _)) => Some((count, records)),
             _ => None,
@@ -262,7 +317,13 @@ fn replay_snapshot(p: &Path, base: u64, f: &mut dyn FnMut(Record)) -> Result<u64
     let mut r = open()?;
     let mut n = 0u64;
     while n + 1 < count && read_frame(&mut r, &mut frame).map_err(corrupt)? {
-        let (rec, _) = record::decode(&frame).map_err(|e| corrupt(e.to_string()))?;
+        let (rec, _) = record::decode_with(&frame, keys).map_err(|e| {
+            if e.is_key_problem() {
+                key_error(&format!("{}, record {}", p.display(), n + 1), &e, keys)
+            } else {
+                corrupt(e.to_string())
+            }
+        })?;
         f(rec);
         n += 1;
     }
@@ -286,7 +347,7 @@ impl DiskLog {
             let _ = fs::remove_file(cfg.dir.join(format!("snap-{tmp:016x}.tmp")));
         }
         let snapshot_base = list_ids(&cfg.dir, "snap-", ".snap")?.last().copied();
-        let report = repair_segments(&cfg.dir, snapshot_base.unwrap_or(0))?;
+        let report = repair_segments(&cfg.dir, snapshot_base.unwrap_or(0), cfg.keys())?;
         // Segment ids never go below the newest snapshot's base, even when
         // repair removed every segment (empty ones are removed): replay skips
         // segments below the base.
@@ -365,7 +426,11 @@ fn load_or_create_key(dir: &Path) -> Result<[u8; 32], StorageError> {
 /// or corrupt tail and drops anything after it, so nothing past a bad record
 /// is ever served. Segments below `base` (left by a crash before the snapshot
 /// could delete them) are never replayed, so they are left alone.
-fn repair_segments(dir: &Path, base: u64) -> Result<ReplayReport, StorageError> {
+fn repair_segments(
+    dir: &Path,
+    base: u64,
+    keys: Option<&Keyring>,
+) -> Result<ReplayReport, StorageError> {
     let logdir = dir.join("log");
     let mut report = ReplayReport::default();
     let ids = list_ids(&logdir, "", ".seg")?;
@@ -386,7 +451,8 @@ fn repair_segments(dir: &Path, base: u64) -> Result<ReplayReport, StorageError> 
             cut = true;
             continue;
         }
-        let valid = scan_frames(&buf, |_, _| report.log_records += 1);
+        let valid = scan_frames(&buf, keys, |_, _| report.log_records += 1)
+            .map_err(|(off, e)| key_error(&format!("{} at offset {off}", p.display()), &e, keys))?;
         if buf.len() == FILE_HEADER {
             // Started and never written to (each start opens a new segment).
             fs::remove_file(&p)?;
@@ -489,7 +555,7 @@ fn writer_loop(
                                 }
                             }
                         }
-                        record::encode(r, &mut buf);
+                        record::encode_with(r, &mut buf, cfg.keys());
                         too_large |= buf.len() - before > record::MAX_FRAME + record::FRAME_HEADER;
                     }
                     if too_large {
@@ -646,26 +712,48 @@ impl Storage for DiskLog {
         let dir = &self.cfg.dir;
         let mut report = self.report.clone();
         report.log_records = 0;
+        let keys = self.cfg.keys();
+        // Per segment below the base, one message the snapshot keeps there.
+        let mut held: BTreeMap<u64, BodyLoc> = BTreeMap::new();
         let base = match list_ids(dir, "snap-", ".snap")?.last() {
             None => 0,
             Some(&base) => {
                 let p = snapshot_path(dir, base);
-                report.snapshot_records = replay_snapshot(&p, base, &mut |r| f(r, None))?;
+                report.snapshot_records = replay_snapshot(&p, base, keys, &mut |r| {
+                    if let Record::Stored(s) = &r {
+                        if s.loc.segment() < base {
+                            held.entry(s.loc.segment()).or_insert(s.loc);
+                        }
+                    }
+                    f(r, None)
+                })?;
                 base
             }
         };
+        // Segments below the base are never scanned: their messages are read
+        // one by one when delivered. Each segment was written by one run of
+        // the server, under one key (or none), so reading one message of
+        // each now stops a start whose keys cannot read them, rather than
+        // a receive later.
+        for loc in held.values() {
+            if let Err(e @ StorageError::Encryption(_)) = self.read(*loc) {
+                return Err(e);
+            }
+        }
         for id in list_ids(&dir.join("log"), "", ".seg")? {
             if id < base {
                 continue;
             }
-            let buf = read_file(&segment_path(dir, id))?;
+            let p = segment_path(dir, id);
+            let buf = read_file(&p)?;
             if check_header(&buf, SEGMENT_MAGIC, id).is_err() {
                 continue;
             }
-            scan_frames(&buf, |r, off| {
+            scan_frames(&buf, keys, |r, off| {
                 report.log_records += 1;
                 f(r, BodyLoc::new(id, off));
-            });
+            })
+            .map_err(|(off, e)| key_error(&format!("{} at offset {off}", p.display()), &e, keys))?;
         }
         Ok(report)
     }
@@ -699,7 +787,7 @@ impl Storage for DiskLog {
             frame.resize(want, 0);
             file.read_exact_at(&mut frame[n..], loc.offset() + n as u64)?;
         }
-        match record::decode(&frame[..want]) {
+        match record::decode_with(&frame[..want], self.cfg.keys()) {
             Ok((Record::Publish { message, .. }, _)) => {
                 if message.loc.get().is_none() {
                     message.loc.set(loc);
@@ -709,6 +797,15 @@ impl Storage for DiskLog {
             Ok(_) => Err(StorageError::Corrupt(format!(
                 "record at {loc:?} is not a message"
             ))),
+            Err(e) if e.is_key_problem() => Err(key_error(
+                &format!(
+                    "{} at offset {}",
+                    segment_path(&self.cfg.dir, id).display(),
+                    loc.offset()
+                ),
+                &e,
+                self.cfg.keys(),
+            )),
             Err(e) => Err(StorageError::Corrupt(format!("record at {loc:?}: {e}"))),
         }
     }
@@ -756,7 +853,7 @@ struct DiskSnapshot<'a> {
 
 impl SnapshotSink for DiskSnapshot<'_> {
     fn write(&mut self, r: &Record) -> Result<(), StorageError> {
-        record::encode(r, &mut self.buf);
+        record::encode_with(r, &mut self.buf, self.log.cfg.keys());
         self.records += 1;
         if self.buf.len() >= 4 << 20 {
             self.file.write_all(&self.buf)?;
@@ -828,3 +925,6 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod encryption_tests;

@@ -7,7 +7,12 @@
 //! Storage knows records and files, not queue semantics: rebuilding the hub
 //! from a record stream is `hub::restore`'s job. Only this module touches the
 //! filesystem.
+//!
+//! Encryption at rest ([`crypt`]) happens at the frame: the log seals
+//! records holding user data as it encodes them and opens them as it
+//! decodes them, so the hub only ever sees plain [`Record`]s.
 
+pub mod crypt;
 mod log;
 pub mod record;
 
@@ -21,6 +26,7 @@ use tokio::sync::oneshot;
 use crate::model::{BodyLoc, MessageData};
 use std::sync::Arc;
 
+pub use crypt::{KeyId, Keyring, KeyringError};
 pub use log::{DiskLog, DiskLogConfig, ReplayReport};
 pub use record::{CopyRec, Record, StoredRec};
 
@@ -36,6 +42,10 @@ pub enum StorageError {
     Corrupt(String),
     #[error("data directory is locked by another pubq process: {0}")]
     Locked(String),
+    /// Records on disk that the configured keys cannot read (no key, an
+    /// unknown key id, a wrong key): the server refuses to start.
+    #[error("encryption at rest: {0}")]
+    Encryption(String),
 }
 
 impl From<std::io::Error> for StorageError {

@@ -5,9 +5,21 @@
 //! byte strings are `u32` length + bytes; options are a `u8` tag (0/1) then
 //! the value. Decoding checks every length against what is left, so a torn or
 //! corrupt frame is an error, never a panic or an over-read.
+//!
+//! With a [`Keyring`], records that hold user data (`Publish`, `Dedup`, a
+//! `Stored` with a group id) are written as a `Sealed` frame: the record's
+//! type and payload encrypted with the active key, under a header naming the
+//! key id and the nonce. The checksum covers the sealed bytes, so a torn or
+//! flipped frame is still told by its CRC; an intact frame that does not
+//! decrypt is a key problem ([`DecodeError::is_key_problem`]), never a torn
+//! tail. [`encode`] and [`decode`] are the keyless forms (a sealed frame then
+//! decodes to [`DecodeError::UnknownKey`]).
 
 use std::sync::Arc;
 
+use zeroize::Zeroize;
+
+use super::crypt::{self, Keyring, OpenError, NONCE_BYTES, TAG_BYTES};
 use crate::model::{
     Attributes, BodyEncoding, BodyLoc, MessageData, MessageId, Millis, QueueName, QueueSettings,
     TopicName, TopicSettings,
@@ -134,6 +146,23 @@ pub enum DecodeError {
     UnknownType(u8),
     #[error("malformed record: {0}")]
     Malformed(&'static str),
+    /// An intact sealed record names a key id no configured key has.
+    #[error("record is encrypted with key id {0}, which is not configured")]
+    UnknownKey(String),
+    /// An intact sealed record does not decrypt with the key of its id.
+    #[error(
+        "record encrypted with key id {0} does not decrypt: wrong key, or the record was altered"
+    )]
+    WrongKey(String),
+}
+
+impl DecodeError {
+    /// An intact frame that cannot be read without the right key: the data
+    /// is there, so this must stop the server, never be cut off as a torn
+    /// tail.
+    pub fn is_key_problem(&self) -> bool {
+        matches!(self, DecodeError::UnknownKey(_) | DecodeError::WrongKey(_))
+    }
 }
 
 mod tag {
@@ -151,6 +180,7 @@ mod tag {
     pub const DEDUP: u8 = 12;
     pub const SNAPSHOT_END: u8 = 13;
     pub const STORED: u8 = 14;
+    pub const SEALED: u8 = 15;
 }
 
 // ---- encoding ----
@@ -227,11 +257,55 @@ fn encode_queue_settings(e: &mut Enc<'_>, s: &QueueSettings) {
     }
 }
 
-/// Appends one framed record to `out`.
+/// Appends one framed record to `out`, in clear.
 pub fn encode(rec: &Record, out: &mut Vec<u8>) {
+    encode_with(rec, out, None);
+}
+
+/// Whether a record holds user data (message bodies, attributes, group and
+/// dedup ids), so that it is sealed when a keyring is configured. Names,
+/// settings, sequence numbers, counters and times are not.
+pub fn holds_user_data(rec: &Record) -> bool {
+    match rec {
+        Record::Publish { .. } | Record::Dedup { .. } => true,
+        Record::Stored(r) => r.group_id.is_some(),
+        _ => false,
+    }
+}
+
+/// Appends one framed record to `out`; with a keyring, a record that
+/// [holds user data](holds_user_data) is sealed with its active key.
+///
+/// Sealed payload: `type: u8 = 15`, `key_id: str`, `nonce: [u8; 24]`, then
+/// the record's own type and payload encrypted (same length), then the
+/// 16-byte tag. The bytes before the ciphertext are the associated data.
+pub fn encode_with(rec: &Record, out: &mut Vec<u8>, keys: Option<&Keyring>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER]);
-    let mut e = Enc(out);
+    match keys.filter(|_| holds_user_data(rec)) {
+        None => encode_body(rec, &mut Enc(out)),
+        Some(ring) => {
+            let nonce = crypt::random_nonce();
+            let mut e = Enc(out);
+            e.u8(tag::SEALED);
+            e.str(ring.active_id().as_str());
+            e.0.extend_from_slice(&nonce);
+            let body = out.len();
+            encode_body(rec, &mut Enc(out));
+            let (aad, plain) =
+                out[start + FRAME_HEADER..].split_at_mut(body - start - FRAME_HEADER);
+            let tag = ring.seal(&nonce, aad, plain);
+            out.extend_from_slice(&tag);
+        }
+    }
+    let payload_len = out.len() - start - FRAME_HEADER;
+    let crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
+    out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A record's type and payload, without the frame header.
+fn encode_body(rec: &Record, e: &mut Enc<'_>) {
     match rec {
         Record::TopicPut { name, settings } => {
             e.u8(tag::TOPIC_PUT);
@@ -253,7 +327,7 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) {
             e.u8(tag::QUEUE_PUT);
             e.str(name.as_str());
             e.u64(*uid);
-            encode_queue_settings(&mut e, settings);
+            encode_queue_settings(e, settings);
             e.bool(*temporary);
         }
         Record::QueueDelete { name, uid } => {
@@ -371,10 +445,6 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) {
             e.opt_str(r.dead_letter_source.as_ref().map(|q| q.as_str()));
         }
     }
-    let payload_len = out.len() - start - FRAME_HEADER;
-    let crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
-    out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 // ---- decoding ----
@@ -474,8 +544,14 @@ fn decode_queue_settings(d: &mut Dec<'_>) -> DResult<QueueSettings> {
 }
 
 /// Decodes the frame at the start of `buf`; returns the record and the bytes
-/// it used. `Err(Truncated)` when `buf` ends inside the frame.
+/// it used. `Err(Truncated)` when `buf` ends inside the frame. A sealed frame
+/// is `Err(UnknownKey)`: use [`decode_with`] and a keyring.
 pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
+    decode_with(buf, None)
+}
+
+/// [`decode`], opening sealed frames with `keys`.
+pub fn decode_with(buf: &[u8], keys: Option<&Keyring>) -> Result<(Record, usize), DecodeError> {
     if buf.len() < FRAME_HEADER {
         return Err(DecodeError::Truncated);
     }
@@ -490,12 +566,57 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
     if crc32c::crc32c(payload) != crc {
         return Err(DecodeError::Checksum);
     }
-    let mut d = Dec { buf: payload };
+    let rec = if payload.first() == Some(&tag::SEALED) {
+        open_sealed(payload, keys)?
+    } else {
+        decode_body(payload)?
+    };
+    Ok((rec, FRAME_HEADER + len))
+}
+
+/// One record's type and payload, every byte used.
+fn decode_body(body: &[u8]) -> DResult<Record> {
+    let mut d = Dec { buf: body };
     let rec = decode_payload(&mut d)?;
     if !d.buf.is_empty() {
         return Err(DecodeError::Malformed("trailing bytes"));
     }
-    Ok((rec, FRAME_HEADER + len))
+    Ok(rec)
+}
+
+/// A `Sealed` payload (see [`encode_with`]): checks its header, decrypts
+/// and decodes the record inside (any type but `Sealed` itself).
+fn open_sealed(payload: &[u8], keys: Option<&Keyring>) -> DResult<Record> {
+    let mut d = Dec { buf: &payload[1..] };
+    let id_len = d.u32()? as usize;
+    if id_len == 0 || id_len > crypt::MAX_KEY_ID {
+        return Err(DecodeError::Malformed("bad key id"));
+    }
+    let id =
+        std::str::from_utf8(d.take(id_len)?).map_err(|_| DecodeError::Malformed("bad key id"))?;
+    let nonce: [u8; NONCE_BYTES] = d.arr()?;
+    if d.buf.len() < 1 + TAG_BYTES {
+        return Err(DecodeError::Malformed("sealed record too short"));
+    }
+    let aad = &payload[..payload.len() - d.buf.len()];
+    let (sealed, tag) = d.buf.split_at(d.buf.len() - TAG_BYTES);
+    let mut tag_bytes = [0u8; TAG_BYTES];
+    tag_bytes.copy_from_slice(tag);
+    let Some(ring) = keys else {
+        return Err(DecodeError::UnknownKey(id.to_string()));
+    };
+    let mut plain = sealed.to_vec();
+    let opened = ring.open(id, &nonce, aad, &mut plain, &tag_bytes);
+    let rec = match opened {
+        Ok(()) if plain.first() == Some(&tag::SEALED) => Err(DecodeError::Malformed(
+            "sealed record inside a sealed record",
+        )),
+        Ok(()) => decode_body(&plain),
+        Err(OpenError::UnknownKey) => Err(DecodeError::UnknownKey(id.to_string())),
+        Err(OpenError::Unauthentic) => Err(DecodeError::WrongKey(id.to_string())),
+    };
+    plain.zeroize();
+    rec
 }
 
 fn decode_payload(d: &mut Dec<'_>) -> DResult<Record> {
@@ -716,6 +837,146 @@ mod tests {
             let (back, used) = decode(&buf).expect("decodes");
             assert_eq!(used, buf.len());
             assert_eq!(back, r);
+        }
+    }
+
+    fn ring(active: (&str, u8), older: &[(&str, u8)]) -> Keyring {
+        let id = |s: &str| crypt::KeyId::new(s).expect("valid id");
+        Keyring::new(
+            (id(active.0), [active.1; 32]),
+            older.iter().map(|(s, b)| (id(s), [*b; 32])),
+        )
+        .expect("keyring")
+    }
+
+    fn secret_publish() -> Record {
+        let mut attrs = Attributes::new();
+        attrs.insert("who".into(), "ATTR-MARKER".into());
+        Record::Publish {
+            message: Arc::new(MessageData {
+                id: MessageId(5),
+                body: "BODY-MARKER".into(),
+                body_encoding: BodyEncoding::Text,
+                attributes: attrs,
+                group_id: Some(Arc::from("GROUP-MARKER")),
+                dedup_id: Some(Arc::from("DEDUP-MARKER")),
+                topic: None,
+                poison: false,
+                sent_at: 1,
+                size: 11,
+                visible_at: None,
+                loc: Default::default(),
+            }),
+            copies: vec![],
+        }
+    }
+
+    fn contains(hay: &[u8], needle: &str) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn sealed_records_round_trip_and_hide_user_data() {
+        let k = ring(("k1", 1), &[]);
+        let dedup = Record::Dedup {
+            queue_uid: 3,
+            topic: None,
+            key: "DEDUP-KEY-MARKER".into(),
+            id: MessageId(9),
+            expires_at: 4,
+        };
+        for r in sample().into_iter().chain([secret_publish(), dedup]) {
+            let mut buf = Vec::new();
+            encode_with(&r, &mut buf, Some(&k));
+            assert_eq!(
+                buf[FRAME_HEADER] == tag::SEALED,
+                holds_user_data(&r),
+                "{r:?}"
+            );
+            let (back, used) = decode_with(&buf, Some(&k)).expect("decodes");
+            assert_eq!(used, buf.len());
+            assert_eq!(back, r);
+            for marker in ["MARKER", "héllo"] {
+                assert!(!contains(&buf, marker) || !holds_user_data(&r), "{r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn two_seals_of_one_record_differ() {
+        let k = ring(("k1", 1), &[]);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode_with(&secret_publish(), &mut a, Some(&k));
+        encode_with(&secret_publish(), &mut b, Some(&k));
+        assert_ne!(a, b, "a fresh nonce per record");
+    }
+
+    #[test]
+    fn a_sealed_record_without_its_key_is_a_key_problem_not_damage() {
+        let mut buf = Vec::new();
+        encode_with(&secret_publish(), &mut buf, Some(&ring(("k1", 1), &[])));
+        let no_key = decode(&buf).expect_err("sealed");
+        assert_eq!(no_key, DecodeError::UnknownKey("k1".into()));
+        assert!(no_key.is_key_problem());
+        let other_id = decode_with(&buf, Some(&ring(("k2", 1), &[]))).expect_err("unknown id");
+        assert_eq!(other_id, DecodeError::UnknownKey("k1".into()));
+        let wrong = decode_with(&buf, Some(&ring(("k1", 2), &[]))).expect_err("wrong key");
+        assert_eq!(wrong, DecodeError::WrongKey("k1".into()));
+        assert!(wrong.is_key_problem());
+        assert!(!DecodeError::Checksum.is_key_problem());
+    }
+
+    #[test]
+    fn records_sealed_with_an_older_key_stay_readable_after_rotation() {
+        let mut old = Vec::new();
+        encode_with(&secret_publish(), &mut old, Some(&ring(("k1", 1), &[])));
+        let rotated = ring(("k2", 2), &[("k1", 1)]);
+        let (back, _) = decode_with(&old, Some(&rotated)).expect("k1 still reads");
+        assert_eq!(back, secret_publish());
+        let mut new = Vec::new();
+        encode_with(&secret_publish(), &mut new, Some(&rotated));
+        assert!(contains(&new, "k2") && !contains(&new, "k1"));
+        assert_eq!(
+            decode_with(&new, Some(&ring(("k1", 1), &[]))).expect_err("k2 is not known"),
+            DecodeError::UnknownKey("k2".into())
+        );
+    }
+
+    #[test]
+    fn clear_records_stay_readable_with_a_keyring() {
+        let mut buf = Vec::new();
+        encode(&secret_publish(), &mut buf);
+        let (back, _) = decode_with(&buf, Some(&ring(("k1", 1), &[]))).expect("clear reads");
+        assert_eq!(back, secret_publish());
+    }
+
+    /// Each byte of the sealed payload altered and the checksum fixed up (so
+    /// the frame looks intact): an error, never a panic and never the record.
+    #[test]
+    fn tampered_sealed_frames_with_a_valid_checksum_are_errors() {
+        let k = ring(("k1", 1), &[]);
+        let mut buf = Vec::new();
+        encode_with(&secret_publish(), &mut buf, Some(&k));
+        for i in FRAME_HEADER + 1..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x01;
+            let crc = crc32c::crc32c(&bad[FRAME_HEADER..]);
+            bad[4..8].copy_from_slice(&crc.to_le_bytes());
+            let err = decode_with(&bad, Some(&k)).expect_err("tampering is detected");
+            // Past the key id (length 4 bytes + "k1"), a change is caught by
+            // the authentication tag.
+            if i >= FRAME_HEADER + 1 + 4 + 2 {
+                assert_eq!(err, DecodeError::WrongKey("k1".into()), "byte {i}");
+            }
+        }
+        // Cut short with the length and checksum fixed up.
+        for keep in 1..buf.len() - FRAME_HEADER {
+            let payload = buf[FRAME_HEADER..FRAME_HEADER + keep].to_vec();
+            let mut frame = Vec::new();
+            frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+            frame.extend_from_slice(&payload);
+            assert!(decode_with(&frame, Some(&k)).is_err(), "kept {keep}");
         }
     }
 

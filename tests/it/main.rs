@@ -6,6 +6,7 @@
 
 mod support;
 
+mod at_rest;
 mod auth;
 mod bench;
 mod cli;

@@ -14,6 +14,7 @@ mod hub_restart;
 mod log_damage;
 mod records;
 mod regressions;
+mod sealed;
 
 /// A fresh data directory, in RAM when the machine has `/dev/shm`.
 fn crash_dir() -> tempfile::TempDir {

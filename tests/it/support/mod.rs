@@ -69,6 +69,17 @@ impl Server {
         Self::spawn(&["--data-dir", dir], extra).await
     }
 
+    /// A durable server with extra flags and environment variables (e.g.
+    /// `PUBQ_ENCRYPTION_KEY`).
+    pub async fn start_on_disk_env(
+        dir: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let dir = dir.to_str().expect("utf-8 temp dir");
+        Self::spawn_env(&["--data-dir", dir], extra, env).await
+    }
+
     async fn spawn(storage: &[&str], extra: &[&str]) -> Self {
         Self::spawn_env(storage, extra, &[]).await
     }
@@ -446,4 +457,42 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Runs `pubq serve ARGS` (plus `--listen 127.0.0.1:0`) expecting it to
+/// refuse to start; answers (exit code, stderr). Panics if it starts.
+pub async fn serve_refused(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = pubq_command();
+    cmd.envs(env.iter().copied())
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run pubq");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    // A server that starts prints its address and keeps running: fail fast
+    // instead of waiting for an exit that will not come.
+    let started = tokio::time::timeout(START_TIMEOUT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("listening on") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(true);
+    if started {
+        let _ = child.kill().await;
+        panic!("pubq serve {args:?} was expected to refuse to start");
+    }
+    let out = tokio::time::timeout(START_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("pubq serve {args:?} did not exit"))
+        .expect("wait for pubq");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -12,6 +12,10 @@
 //!
 //! After a repair, new appends must follow the surviving records across one
 //! more restart.
+//!
+//! Half the cases run with a keyring (records holding user data sealed):
+//! the damage must be told and handled exactly as in clear, never taken
+//! for a key problem.
 
 use std::io::Write;
 
@@ -74,13 +78,14 @@ fn damage() -> impl Strategy<Value = Damage> {
     ]
 }
 
-fn cfg(dir: &Path, segment_bytes: u64) -> DiskLogConfig {
+fn cfg(dir: &Path, segment_bytes: u64, keys: &Option<Arc<Keyring>>) -> DiskLogConfig {
     let mut c = DiskLogConfig::new(
         dir.to_path_buf(),
         FsyncPolicy::Always,
         Duration::from_millis(10),
     );
     c.segment_bytes = segment_bytes;
+    c.encryption = keys.clone();
     c
 }
 
@@ -91,11 +96,11 @@ fn replay_all(log: &DiskLog) -> Result<(Vec<Record>, ReplayReport), StorageError
 }
 
 /// End offsets of the frames of a segment or snapshot file, in order.
-fn frame_ends(buf: &[u8]) -> Vec<usize> {
+fn frame_ends(buf: &[u8], keys: Option<&Keyring>) -> Vec<usize> {
     let mut ends = Vec::new();
     let mut off = FILE_HEADER;
     while off < buf.len() {
-        match record::decode(&buf[off..]) {
+        match record::decode_with(&buf[off..], keys) {
             Ok((_, used)) => {
                 off += used;
                 ends.push(off);
@@ -128,13 +133,18 @@ async fn run(
     segment_bytes: u64,
     damage: Damage,
     after: Vec<Record>,
+    encrypted: bool,
 ) -> Result<(), TestCaseError> {
+    let keys = encrypted.then(|| {
+        let id = crate::storage::KeyId::new("k1").expect("valid id");
+        Arc::new(Keyring::new((id, [7; 32]), []).expect("keyring"))
+    });
     let dir = super::crash_dir();
     let dir = dir.path();
     // What replay must give: the newest snapshot's records, then the tail.
     let mut snap: Vec<Record> = Vec::new();
     let mut tail: Vec<Record> = Vec::new();
-    let mut log = DiskLog::open(cfg(dir, segment_bytes)).expect("open");
+    let mut log = DiskLog::open(cfg(dir, segment_bytes, &keys)).expect("open");
     for s in steps {
         match s {
             Step::Append(groups) => {
@@ -154,7 +164,7 @@ async fn run(
             }
             Step::Reopen => {
                 drop(log);
-                log = DiskLog::open(cfg(dir, segment_bytes)).expect("reopen");
+                log = DiskLog::open(cfg(dir, segment_bytes, &keys)).expect("reopen");
                 let (got, rep) = replay_all(&log).expect("replay");
                 prop_assert_eq!(rep.truncated_bytes, 0, "a clean log was cut");
                 let want: Vec<Record> = snap.iter().chain(&tail).cloned().collect();
@@ -174,7 +184,12 @@ async fn run(
     let ids = segment_ids(dir);
     let ends: Vec<Vec<usize>> = ids
         .iter()
-        .map(|id| frame_ends(&fs::read(segment_path(dir, *id)).expect("read segment")))
+        .map(|id| {
+            frame_ends(
+                &fs::read(segment_path(dir, *id)).expect("read segment"),
+                keys.as_deref(),
+            )
+        })
         .collect();
     prop_assert_eq!(
         ends.iter().map(Vec::len).sum::<usize>(),
@@ -189,7 +204,7 @@ async fn run(
         Damage::None => (snap.len() + tail.len(), 0, false),
         Damage::PartialFrame(r, at) => {
             let mut buf = Vec::new();
-            record::encode(r, &mut buf);
+            record::encode_with(r, &mut buf, keys.as_deref());
             let n = 1 + at.index(buf.len() - 1);
             append_bytes(&last, &buf[..n]);
             (snap.len() + tail.len(), n, false)
@@ -220,7 +235,7 @@ async fn run(
         }
     };
 
-    let log = DiskLog::open(cfg(dir, segment_bytes)).expect("open after damage");
+    let log = DiskLog::open(cfg(dir, segment_bytes, &keys)).expect("open after damage");
     let replayed = replay_all(&log);
     if refuse {
         prop_assert!(
@@ -249,7 +264,7 @@ async fn run(
             .expect("append after repair");
     }
     drop(log);
-    let log = DiskLog::open(cfg(dir, segment_bytes)).expect("open after repair");
+    let log = DiskLog::open(cfg(dir, segment_bytes, &keys)).expect("open after repair");
     let (got, rep) = replay_all(&log).expect("replay after repair");
     prop_assert_eq!(rep.truncated_bytes, 0, "a repaired log was cut again");
     let want: Vec<Record> = all[..survivors].iter().chain(&after).cloned().collect();
@@ -270,11 +285,12 @@ proptest! {
         segment_bytes in prop_oneof![Just(256u64), Just(2048), Just(1 << 20)],
         damage in damage(),
         after in proptest::collection::vec(record(), 0..3),
+        encrypted in any::<bool>(),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        rt.block_on(run(steps, segment_bytes, damage, after))?;
+        rt.block_on(run(steps, segment_bytes, damage, after, encrypted))?;
     }
 }
