@@ -866,6 +866,7 @@ mod tests {
                 size: 11,
                 visible_at: None,
                 loc: Default::default(),
+                copies: 1,
             }),
             copies: vec![],
         }

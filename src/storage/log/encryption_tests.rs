@@ -59,6 +59,7 @@ fn message(n: u64) -> Arc<MessageData> {
         size: 10,
         visible_at: None,
         loc: Default::default(),
+        copies: 1,
     })
 }
 
