@@ -191,6 +191,44 @@ struct Session {
     subs: HashMap<String, Sub>,
     /// `None` until the `auth` frame (when the upgrade carried no token).
     principal: Option<Principal>,
+    /// Answers that wait for their records to be durable, in frame order.
+    durable: mpsc::UnboundedSender<Durable>,
+}
+
+/// Answers to send once `commits` are durable (`ok` frames), or, if one
+/// fails, an error frame for each `refs`.
+struct Durable {
+    commits: Vec<crate::storage::Commit>,
+    ok: Vec<String>,
+    refs: Vec<Option<serde_json::Value>>,
+}
+
+/// Sends durable answers in the order their frames came: commits complete
+/// in log order, so waiting for each in turn costs nothing, and a client
+/// acking every message sees its answers in order.
+async fn answer_durably(mut rx: mpsc::UnboundedReceiver<Durable>, out: Outbox) {
+    while let Some(d) = rx.recv().await {
+        let mut failed = None;
+        for c in d.commits {
+            if let Err(e) = c.await {
+                failed = Some(e);
+                break;
+            }
+        }
+        match failed {
+            None => {
+                for ok in d.ok {
+                    out.send(ok);
+                }
+            }
+            Some(e) => {
+                let e: ApiError = HubError::from(e).into();
+                for r in d.refs {
+                    out.send(frames::error(r, &e.body()));
+                }
+            }
+        }
+    }
 }
 
 /// Why a connection without a principal is closed.
@@ -217,11 +255,14 @@ async fn run(socket: WebSocket, state: AppState, principal: Option<Principal>) {
         overflowed: overflowed.clone(),
         drained,
     };
+    let (durable, durable_rx) = mpsc::unbounded_channel();
+    tokio::spawn(answer_durably(durable_rx, out.clone()));
     let mut session = Session {
         state: state.clone(),
         out: out.clone(),
         subs: HashMap::new(),
         principal,
+        durable,
     };
     let auth_wait = tokio::time::sleep(cfg.auth_timeout);
     tokio::pin!(auth_wait);
@@ -502,16 +543,10 @@ impl Session {
         extra: serde_json::Value,
         commits: Vec<crate::storage::Commit>,
     ) {
-        let out = self.out.clone();
-        tokio::spawn(async move {
-            for c in commits {
-                if let Err(e) = c.await {
-                    let e: ApiError = HubError::from(e).into();
-                    out.send(frames::error(reference, &e.body()));
-                    return;
-                }
-            }
-            out.send(frames::ok(reference, extra));
+        let _ = self.durable.send(Durable {
+            commits,
+            ok: vec![frames::ok(reference.clone(), extra)],
+            refs: vec![reference],
         });
     }
 
@@ -718,21 +753,8 @@ impl Session {
                 (reference, ok)
             })
             .collect();
-        let out = self.out.clone();
-        tokio::spawn(async move {
-            for c in commits {
-                if let Err(e) = c.await {
-                    let e: ApiError = HubError::from(e).into();
-                    for (reference, _) in answers {
-                        out.send(frames::error(reference, &e.body()));
-                    }
-                    return;
-                }
-            }
-            for (_, ok) in answers {
-                out.send(ok);
-            }
-        });
+        let (refs, ok) = answers.into_iter().unzip();
+        let _ = self.durable.send(Durable { commits, ok, refs });
     }
 
     /// Nacks receipts of any of this connection's queues.
