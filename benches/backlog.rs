@@ -196,7 +196,10 @@ async fn drain(http: &reqwest::Client, base: &str, a: &Args) -> (Duration, u64, 
                 let mut s = 0u128;
                 for m in &msgs {
                     let body = m["body"].as_str().unwrap_or("");
-                    s += body.get(..12).and_then(|d| d.parse::<u128>().ok()).unwrap_or(0);
+                    s += body
+                        .get(..12)
+                        .and_then(|d| d.parse::<u128>().ok())
+                        .unwrap_or(0);
                     receipts.push(m["receipt"].clone());
                 }
                 let ack = serde_json::json!({ "receipts": receipts });
