@@ -65,6 +65,9 @@ struct Args {
     tls: bool,
     /// Also run it with an API key and with a JWT and compare.
     auth: bool,
+    /// With `--tls`/`--auth`: how many times the matrix runs; each cell's
+    /// figures are the medians over its rounds.
+    rounds: usize,
 }
 
 impl Args {
@@ -86,6 +89,7 @@ impl Args {
             fsync: None,
             tls: false,
             auth: false,
+            rounds: 1,
         };
         let mut it = argv.iter();
         while let Some(a) = it.next() {
@@ -101,6 +105,7 @@ impl Args {
                 "--no-baseline" => args.no_baseline = true,
                 "--tls" => args.tls = true,
                 "--auth" => args.auth = true,
+                "--rounds" => args.rounds = num("--rounds").max(1) as usize,
                 "--fsync" => {
                     args.fsync = Some(match it.next().map(String::as_str) {
                         Some("always") => FsyncPolicy::Always,
@@ -343,23 +348,29 @@ async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
     .await;
 
     if args.tls || args.auth {
-        let mut results = vec![(Cell::PLAIN, pubq, stats)];
-        for cell in security::cells(args.tls, args.auth).into_iter().skip(1) {
-            let done = results
-                .last()
-                .map(|(c, _, _)| c.label())
-                .unwrap_or_default();
-            println!("pubq over {done} done; now {}", cell.label());
-            let sec = Security::new(cell);
-            let (r, s) = pubq_phase(&args, &server_rt, &sec, publish_body.clone(), None).await;
-            results.push((cell, r, s));
+        // Round after round of every cell, so that drift in the machine's
+        // load spreads over all of them; the first plain phase counts.
+        let cells = security::cells(args.tls, args.auth);
+        let mut runs: Vec<Vec<Rates>> = vec![Vec::new(); cells.len()];
+        let mut clean = phase_line(Cell::PLAIN, 1, &pubq, &stats);
+        runs[0].push(pubq.rates);
+        for round in 1..=args.rounds {
+            for (i, cell) in cells.iter().enumerate() {
+                if round == 1 && i == 0 {
+                    continue;
+                }
+                let sec = Security::new(*cell);
+                let (r, s) = pubq_phase(&args, &server_rt, &sec, publish_body.clone(), None).await;
+                clean &= phase_line(*cell, round, &r, &s);
+                runs[i].push(r.rates);
+            }
         }
-        let mut clean = true;
-        for (cell, r, s) in &results {
-            println!("\n=== {} ===", cell.label());
-            clean &= report(r, None, s);
-        }
-        compare_cells(&results);
+        let medians: Vec<(Cell, Rates)> = cells
+            .iter()
+            .zip(&runs)
+            .map(|(c, r)| (*c, median_rates(r)))
+            .collect();
+        compare_cells(&medians, args.rounds);
         return clean;
     }
 
@@ -439,26 +450,75 @@ async fn pubq_phase(
     (result, stats)
 }
 
-/// Each cell's figures and their ratio to plain (the first cell).
-fn compare_cells(results: &[(Cell, PhaseResult, Vec<(u64, u64, u64)>)]) {
+/// One line per phase of the matrix; the full report when its integrity
+/// check fails.
+fn phase_line(cell: Cell, round: usize, r: &PhaseResult, stats: &[(u64, u64, u64)]) -> bool {
+    let clean = integrity_clean(r, stats);
+    println!(
+        "round {round} {:<12} acked copies/s {:>9.0}, server cores {}, {} messages: integrity {}",
+        cell.label(),
+        r.rates.acked,
+        r.rates
+            .cores
+            .map_or("n/a".into(), |c| format!("{:.2}", c.server)),
+        r.published_total,
+        if clean { "OK" } else { "FAILED" }
+    );
+    if !clean {
+        report(r, None, stats);
+    }
+    clean
+}
+
+/// The median of each figure over a cell's rounds.
+fn median_rates(runs: &[Rates]) -> Rates {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+    let of = |f: &dyn Fn(&Rates) -> f64| median(runs.iter().map(f).collect());
+    let cores: Vec<Cores> = runs.iter().filter_map(|r| r.cores).collect();
+    let core = |f: &dyn Fn(&Cores) -> f64| median(cores.iter().map(f).collect());
+    Rates {
+        published: of(&|r| r.published),
+        delivered: of(&|r| r.delivered),
+        acked: of(&|r| r.acked),
+        requests: of(&|r| r.requests),
+        cores: (!cores.is_empty()).then(|| Cores {
+            server: core(&|c| c.server),
+            client: core(&|c| c.client),
+            machine: core(&|c| c.machine),
+        }),
+    }
+}
+
+/// Each cell's figures (medians over `rounds`) and their ratio to plain
+/// (the first cell).
+fn compare_cells(results: &[(Cell, Rates)], rounds: usize) {
     println!();
+    println!("medians over {rounds} round(s):");
     print!("{:<36}", "");
-    for (cell, _, _) in results {
+    for (cell, _) in results {
         print!(" {:>13}", cell.label());
     }
     println!();
-    let plain = &results[0].1.rates;
+    let plain = &results[0].1;
     let line = |name: &str, f: &dyn Fn(&Rates) -> Option<f64>, digits: usize, ratio: bool| {
         print!("{name:<36}");
-        for (_, r, _) in results {
-            let v = f(&r.rates).map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
+        for (_, r) in results {
+            let v = f(r).map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
             print!(" {v:>13}");
         }
         println!();
         if ratio {
             print!("{:<36}", "  / plain");
-            for (_, r, _) in results {
-                let v = match (f(&r.rates), f(plain)) {
+            for (_, r) in results {
+                let v = match (f(r), f(plain)) {
                     (Some(v), Some(p)) if p > 0.0 => format!("{:.2}", v / p),
                     _ => "n/a".to_string(),
                 };
@@ -961,6 +1021,24 @@ async fn queue_stats(base: &str, sec: &Security) -> Vec<(u64, u64, u64)> {
     out
 }
 
+/// Whether every copy reached every queue exactly once and was acked, and
+/// the server agrees.
+fn integrity_clean(pubq: &PhaseResult, stats: &[(u64, u64, u64)]) -> bool {
+    let mut clean = pubq.drained && pubq.errors == 0;
+    for (q, i) in pubq.integrity.iter().enumerate() {
+        let (visible, in_flight, acked) = stats.get(q).copied().unwrap_or_default();
+        clean &= i.duplicates == 0
+            && i.lost == 0
+            && i.unknown == 0
+            && i.bad_ids == 0
+            && i.received == pubq.published_total
+            && acked == pubq.published_total
+            && visible == 0
+            && in_flight == 0;
+    }
+    clean
+}
+
 fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64, u64)]) -> bool {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!();
@@ -1030,7 +1108,6 @@ fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64
             " and did NOT finish"
         }
     );
-    let mut clean = pubq.drained && pubq.errors == 0;
     for (q, i) in pubq.integrity.iter().enumerate() {
         let (visible, in_flight, acked) = stats.get(q).copied().unwrap_or_default();
         println!(
@@ -1038,15 +1115,8 @@ fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64
              server: acked {acked}, visible {visible}, in flight {in_flight}",
             i.received, i.duplicates, i.lost, i.unknown, i.bad_ids
         );
-        clean &= i.duplicates == 0
-            && i.lost == 0
-            && i.unknown == 0
-            && i.bad_ids == 0
-            && i.received == pubq.published_total
-            && acked == pubq.published_total
-            && visible == 0
-            && in_flight == 0;
     }
+    let clean = integrity_clean(pubq, stats);
     println!(
         "integrity: {}",
         if clean {

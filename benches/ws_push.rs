@@ -9,9 +9,13 @@
 //! and every cell's ratio to plain; checks that every message was pushed
 //! once and acked.
 //!
+//! A warm-up cell (plain, not counted) comes first: the first server of the
+//! process pays for growing its heap. Then the matrix runs `--rounds` times
+//! (default 3), and each cell's figures are the medians over its rounds.
+//!
 //! Not criterion: a plain `main`. `cargo bench --bench ws_push [-- --messages
-//! N --no-tls --no-auth]`. Without `--bench` (as `cargo test --benches` runs
-//! it) it does a small smoke run.
+//! N --rounds R --no-tls --no-auth]`. Without `--bench` (as `cargo test
+//! --benches` runs it) it does a small smoke run: one round, no warm-up.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -47,6 +51,8 @@ const CELL_LIMIT: Duration = Duration::from_secs(120);
 
 struct Args {
     messages: usize,
+    rounds: usize,
+    warmup: bool,
     tls: bool,
     auth: bool,
 }
@@ -57,6 +63,8 @@ impl Args {
         let bench = argv.iter().any(|a| a == "--bench");
         let mut args = Args {
             messages: if bench { 500_000 } else { 2_000 },
+            rounds: if bench { 3 } else { 1 },
+            warmup: bench,
             tls: true,
             auth: true,
         };
@@ -69,12 +77,19 @@ impl Args {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or_else(|| panic!("--messages needs a number"));
                 }
+                "--rounds" => {
+                    args.rounds = it
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("--rounds needs a number"));
+                }
                 "--no-tls" => args.tls = false,
                 "--no-auth" => args.auth = false,
                 _ => {}
             }
         }
         args.messages = args.messages.max(ACK_BATCH);
+        args.rounds = args.rounds.max(1);
         args
     }
 }
@@ -94,19 +109,6 @@ struct CellResult {
 impl CellResult {
     fn rate(&self) -> f64 {
         self.acked as f64 / self.secs
-    }
-
-    /// Messages per second of the server's CPU time.
-    fn per_server_cpu(&self) -> Option<f64> {
-        let c = self.cores?;
-        (c.server > 0.0).then(|| self.rate() / c.server)
-    }
-
-    /// Messages per second of the whole process's CPU time.
-    fn per_process_cpu(&self) -> Option<f64> {
-        let c = self.cores?;
-        let p = c.server + c.client;
-        (p > 0.0).then(|| self.rate() / p)
     }
 
     fn clean(&self, n: usize) -> bool {
@@ -137,37 +139,109 @@ fn main() {
          one push consumer (prefetch {PREFETCH}, acks of {ACK_BATCH}), memory storage",
         args.messages
     );
-    let mut results = Vec::new();
-    for cell in security::cells(args.tls, args.auth) {
-        let sec = Security::new(cell);
+    let cells = security::cells(args.tls, args.auth);
+    let mut clean = true;
+    if args.warmup {
+        let sec = Security::new(Cell::PLAIN);
         let r = client_rt.block_on(run_cell(&sec, args.messages, server_rt.handle().clone()));
-        println!(
-            "{:<14} {:>9.0} msg/s in {:.2} s; pushed {}, acked {}, duplicates {}; server: visible {}, in flight {}, acked {}",
-            cell.label(),
-            r.rate(),
-            r.secs,
-            r.pushed,
-            r.acked,
-            r.duplicates,
-            r.stats.0,
-            r.stats.1,
-            r.stats.2
-        );
-        results.push(r);
+        clean &= cell_line("warm-up", &r, args.messages);
+    }
+    // Round after round of every cell, so that drift in the machine's load
+    // spreads over all of them.
+    let mut runs: Vec<Vec<CellResult>> = cells.iter().map(|_| Vec::new()).collect();
+    for round in 1..=args.rounds {
+        for (i, cell) in cells.iter().enumerate() {
+            let sec = Security::new(*cell);
+            let r = client_rt.block_on(run_cell(&sec, args.messages, server_rt.handle().clone()));
+            clean &= cell_line(&format!("round {round}"), &r, args.messages);
+            runs[i].push(r);
+        }
     }
     server_rt.shutdown_timeout(Duration::from_secs(1));
-    report(&results);
-    let clean = results.iter().all(|r| r.clean(args.messages));
+    let medians: Vec<Median> = cells
+        .iter()
+        .zip(&runs)
+        .map(|(c, r)| Median::of(*c, r))
+        .collect();
+    report(&medians, args.rounds);
     println!(
         "integrity: {}",
         if clean {
-            "OK: every message pushed once and acked, in every cell"
+            "OK: every message pushed once and acked, in every run"
         } else {
             "FAILED"
         }
     );
     if !clean {
         std::process::exit(1);
+    }
+}
+
+/// One line per run; whether its integrity check passed.
+fn cell_line(what: &str, r: &CellResult, n: usize) -> bool {
+    let clean = r.clean(n);
+    println!(
+        "{what:<8} {:<12} {:>9.0} msg/s in {:.2} s; pushed {}, acked {}, duplicates {}; \
+         server: visible {}, in flight {}, acked {}: {}",
+        r.cell.label(),
+        r.rate(),
+        r.secs,
+        r.pushed,
+        r.acked,
+        r.duplicates,
+        r.stats.0,
+        r.stats.1,
+        r.stats.2,
+        if clean { "OK" } else { "FAILED" }
+    );
+    clean
+}
+
+/// A cell's figures: the median of each over its rounds.
+struct Median {
+    cell: Cell,
+    rate: f64,
+    server_cores: Option<f64>,
+    client_cores: Option<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+impl Median {
+    fn of(cell: Cell, runs: &[CellResult]) -> Self {
+        let cores = |f: &dyn Fn(&Cores) -> f64| {
+            median(
+                runs.iter()
+                    .filter_map(|r| r.cores.as_ref().map(f))
+                    .collect(),
+            )
+        };
+        Median {
+            cell,
+            rate: median(runs.iter().map(CellResult::rate).collect()).unwrap_or(0.0),
+            server_cores: cores(&|c| c.server),
+            client_cores: cores(&|c| c.client),
+        }
+    }
+
+    /// Messages per second of the server's CPU time.
+    fn per_server_cpu(&self) -> Option<f64> {
+        let c = self.server_cores?;
+        (c > 0.0).then(|| self.rate / c)
+    }
+
+    /// Messages per second of the whole process's CPU time.
+    fn per_process_cpu(&self) -> Option<f64> {
+        let p = self.server_cores? + self.client_cores?;
+        (p > 0.0).then(|| self.rate / p)
     }
 }
 
@@ -341,16 +415,18 @@ async fn run_cell(sec: &Security, n: usize, server_rt: tokio::runtime::Handle) -
     }
 }
 
-/// Each cell's figures and their ratio to plain (the first cell).
-fn report(results: &[CellResult]) {
+/// Each cell's figures (medians over `rounds`) and their ratio to plain
+/// (the first cell).
+fn report(results: &[Median], rounds: usize) {
     println!();
+    println!("medians over {rounds} round(s):");
     print!("{:<34}", "");
     for r in results {
         print!(" {:>13}", r.cell.label());
     }
     println!();
     let plain = &results[0];
-    let line = |name: &str, f: &dyn Fn(&CellResult) -> Option<f64>, digits: usize, ratio: bool| {
+    let line = |name: &str, f: &dyn Fn(&Median) -> Option<f64>, digits: usize, ratio: bool| {
         print!("{name:<34}");
         for r in results {
             let v = f(r).map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
@@ -369,19 +445,9 @@ fn report(results: &[CellResult]) {
             println!();
         }
     };
-    line("pushed and acked msg/s", &|r| Some(r.rate()), 0, true);
-    line(
-        "server cores busy",
-        &|r| r.cores.map(|c| c.server),
-        2,
-        false,
-    );
-    line(
-        "client cores busy",
-        &|r| r.cores.map(|c| c.client),
-        2,
-        false,
-    );
+    line("pushed and acked msg/s", &|r| Some(r.rate), 0, true);
+    line("server cores busy", &|r| r.server_cores, 2, false);
+    line("client cores busy", &|r| r.client_cores, 2, false);
     line(
         "msgs per server CPU-second",
         &|r| r.per_server_cpu(),
