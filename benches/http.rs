@@ -371,6 +371,7 @@ async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
             .map(|(c, r)| (*c, median_rates(r)))
             .collect();
         compare_cells(&medians, args.rounds);
+        token_costs(&cells);
         return clean;
     }
 
@@ -470,6 +471,18 @@ fn phase_line(cell: Cell, round: usize, r: &PhaseResult, stats: &[(u64, u64, u64
     clean
 }
 
+/// What the server spends on a token per request, measured in process.
+fn token_costs(cells: &[Cell]) {
+    for cell in cells.iter().filter(|c| !c.tls && c.auth.is_some()) {
+        if let Some(us) = Security::new(*cell).token_check_us() {
+            println!(
+                "token check per request ({}: authenticate + one grant, CPU time in process): {us:.2} us",
+                cell.label()
+            );
+        }
+    }
+}
+
 /// The median of each figure over a cell's rounds.
 fn median_rates(runs: &[Rates]) -> Rates {
     fn median(mut v: Vec<f64>) -> f64 {
@@ -529,6 +542,12 @@ fn compare_cells(results: &[(Cell, Rates)], rounds: usize) {
     };
     line("acked copies/s", &|r| Some(r.acked), 0, true);
     line("HTTP requests/s", &|r| Some(r.requests), 0, false);
+    line(
+        "server CPU per request (us)",
+        &|r| r.cores.map(|c| c.server * 1e6 / r.requests),
+        1,
+        true,
+    );
     line(
         "server cores busy",
         &|r| r.cores.map(|c| c.server),

@@ -446,6 +446,12 @@ fn report(results: &[Median], rounds: usize) {
         }
     };
     line("pushed and acked msg/s", &|r| Some(r.rate), 0, true);
+    line(
+        "server CPU per message (us)",
+        &|r| r.server_cores.map(|c| c * 1e6 / r.rate),
+        2,
+        true,
+    );
     line("server cores busy", &|r| r.server_cores, 2, false);
     line("client cores busy", &|r| r.client_cores, 2, false);
     line(
@@ -460,4 +466,15 @@ fn report(results: &[Median], rounds: usize) {
         0,
         true,
     );
+    for r in results
+        .iter()
+        .filter(|r| !r.cell.tls && r.cell.auth.is_some())
+    {
+        if let Some(us) = Security::new(r.cell).token_check_us() {
+            println!(
+                "token check per upgrade ({}: authenticate + one grant, CPU time in process): {us:.2} us",
+                r.cell.label()
+            );
+        }
+    }
 }
