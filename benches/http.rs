@@ -9,10 +9,12 @@
 //! --publishers P --max-backlog M]`. Without `--bench` (as `cargo test
 //! --benches` runs it) it does a one-second smoke run.
 //!
-//! `--tls`: the pubq phase runs twice, over plain HTTP and then over HTTPS
-//! (a fresh server with a self-signed certificate, clients trusting it),
-//! and the report adds TLS / plain ratios; the trivial-server baseline is
-//! skipped.
+//! `--tls` and `--auth`: the pubq phase runs once per cell of a matrix,
+//! each against a fresh server: plain HTTP, and with `--tls` over HTTPS (a
+//! self-signed certificate the clients trust), with `--auth` with an API key
+//! and with an HS256 JWT (`Authorization: Bearer` on every request), with
+//! both also TLS plus each kind of token. The report adds each cell's ratio
+//! to plain; the trivial-server baseline is skipped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,11 +25,16 @@ use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use pubq::config::{FsyncPolicy, NetConfig, ServerConfig, StorageConfig, TlsFiles};
+use pubq::config::{FsyncPolicy, NetConfig, ServerConfig, StorageConfig};
 
-/// Name prefix of the server runtime's threads (at most 15 bytes: Linux
-/// truncates thread names).
-const SERVER_THREAD: &str = "pubq-server";
+#[path = "support/cpu.rs"]
+mod cpu;
+#[path = "support/security.rs"]
+mod security;
+
+use cpu::{Cores, CpuSample, SERVER_THREAD};
+use security::{Cell, Security};
+
 /// Queues subscribed to the topic (the fan-out).
 const QUEUES: usize = 4;
 /// Messages per publish, per receive and receipts per ack.
@@ -56,6 +63,11 @@ struct Args {
     fsync: Option<FsyncPolicy>,
     /// Also run the pubq phase over TLS and compare (instead of the baseline).
     tls: bool,
+    /// Also run it with an API key and with a JWT and compare.
+    auth: bool,
+    /// With `--tls`/`--auth`: how many times the matrix runs; each cell's
+    /// figures are the medians over its rounds.
+    rounds: usize,
 }
 
 impl Args {
@@ -76,6 +88,8 @@ impl Args {
             },
             fsync: None,
             tls: false,
+            auth: false,
+            rounds: 1,
         };
         let mut it = argv.iter();
         while let Some(a) = it.next() {
@@ -90,6 +104,8 @@ impl Args {
                 "--max-backlog" => args.max_backlog = num("--max-backlog").max(BATCH as u64),
                 "--no-baseline" => args.no_baseline = true,
                 "--tls" => args.tls = true,
+                "--auth" => args.auth = true,
+                "--rounds" => args.rounds = num("--rounds").max(1) as usize,
                 "--fsync" => {
                     args.fsync = Some(match it.next().map(String::as_str) {
                         Some("always") => FsyncPolicy::Always,
@@ -166,76 +182,6 @@ struct Snapshot {
     cpu: Option<CpuSample>,
 }
 
-/// CPU time from `/proc` (Linux), in clock ticks: the server's threads, the
-/// whole process, and the whole machine busy and in all. Only ratios of
-/// these are used, so the tick length does not matter. Other work on a
-/// shared machine shows up as machine time beyond this process's.
-#[derive(Debug, Clone, Copy)]
-struct CpuSample {
-    server: u64,
-    process: u64,
-    machine_busy: u64,
-    machine_total: u64,
-}
-
-/// utime + stime from a `/proc/.../stat` line, and the thread's name.
-fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
-    // The name is in parentheses and may hold spaces; after it, state is the
-    // first field, utime the 12th and stime the 13th.
-    let (head, rest) = stat.rsplit_once(')')?;
-    let name = head.split_once('(')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some((name, ticks))
-}
-
-impl CpuSample {
-    fn read() -> Option<Self> {
-        // The process total includes threads that have exited; the server's
-        // threads live for the whole run.
-        let process = stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?.1;
-        let mut server = 0;
-        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-                continue;
-            };
-            if let Some((name, ticks)) = stat_ticks(&stat) {
-                if name.starts_with(SERVER_THREAD) {
-                    server += ticks;
-                }
-            }
-        }
-        let all = std::fs::read_to_string("/proc/stat").ok()?;
-        let line = all.lines().next()?.strip_prefix("cpu ")?;
-        // user nice system idle iowait irq softirq steal (guest time is
-        // already inside user).
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .take(8)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        if v.len() < 8 {
-            return None;
-        }
-        let total: u64 = v.iter().sum();
-        Some(CpuSample {
-            server,
-            process,
-            machine_busy: total - v[3] - v[4],
-            machine_total: total,
-        })
-    }
-}
-
-/// Cores kept busy over a window.
-#[derive(Debug, Clone, Copy)]
-struct Cores {
-    server: f64,
-    /// The load generator: publishers, consumers and their HTTP client.
-    client: f64,
-    machine: f64,
-}
-
 /// Per-second rates over a window.
 #[derive(Debug, Clone, Copy)]
 struct Rates {
@@ -256,18 +202,7 @@ impl Rates {
             delivered: per(a.received, b.received),
             acked: per(a.acked, b.acked),
             requests: per(a.requests, b.requests),
-            cores: a.cpu.zip(b.cpu).and_then(|(x, y)| {
-                let total = y.machine_total.checked_sub(x.machine_total)? as f64;
-                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-                let share = |d: u64| d as f64 / total * cpus;
-                let server = y.server.saturating_sub(x.server);
-                let process = y.process.saturating_sub(x.process);
-                (total > 0.0).then(|| Cores {
-                    server: share(server),
-                    client: share(process.saturating_sub(server)),
-                    machine: share(y.machine_busy.saturating_sub(x.machine_busy)),
-                })
-            }),
+            cores: Cores::between(a.cpu, b.cpu),
         }
     }
 
@@ -297,8 +232,10 @@ struct Captured {
 #[derive(Debug, Clone)]
 struct Target {
     mode: Mode,
-    /// The server's self-signed certificate, for `https://` targets.
-    ca: Option<reqwest::Certificate>,
+    /// The server's self-signed certificate (PEM), for `https://` targets.
+    ca_pem: Option<String>,
+    /// Sent as `Authorization: Bearer` when the server wants a token.
+    token: Option<String>,
     publish: String,
     receive: Vec<String>,
     ack: Vec<String>,
@@ -400,37 +337,42 @@ async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
 
     // The real server first: its answers become the trivial server's.
     let captured = Arc::new(Mutex::new(Captured::default()));
+    let plain = Security::new(Cell::PLAIN);
     let (pubq, stats) = pubq_phase(
         &args,
         &server_rt,
-        None,
+        &plain,
         publish_body.clone(),
         Some(captured.clone()),
     )
     .await;
 
-    if args.tls {
-        let cert =
-            pubq::net::devcert::generate(&["127.0.0.1".to_string()], time::Duration::days(1))
-                .expect("a development certificate can be made");
-        let dir = tempfile::tempdir().expect("a temporary directory for the certificate");
-        let files = TlsFiles {
-            cert: dir.path().join("cert.pem"),
-            key: dir.path().join("key.pem"),
-        };
-        std::fs::write(&files.cert, &cert.cert_pem).expect("write cert.pem");
-        std::fs::write(&files.key, &cert.key_pem).expect("write key.pem");
-        let ca = reqwest::Certificate::from_pem(cert.cert_pem.as_bytes())
-            .expect("the certificate parses");
-        println!("pubq over plain HTTP done; now the same over TLS");
-        let (tls, tls_stats) =
-            pubq_phase(&args, &server_rt, Some((files, ca)), publish_body, None).await;
-        println!("\n=== plain HTTP ===");
-        let plain_clean = report(&pubq, None, &stats);
-        println!("\n=== TLS ===");
-        let tls_clean = report(&tls, None, &tls_stats);
-        compare_tls(&pubq, &tls);
-        return plain_clean && tls_clean;
+    if args.tls || args.auth {
+        // Round after round of every cell, so that drift in the machine's
+        // load spreads over all of them; the first plain phase counts.
+        let cells = security::cells(args.tls, args.auth);
+        let mut runs: Vec<Vec<Rates>> = vec![Vec::new(); cells.len()];
+        let mut clean = phase_line(Cell::PLAIN, 1, &pubq, &stats);
+        runs[0].push(pubq.rates);
+        for round in 1..=args.rounds {
+            for (i, cell) in cells.iter().enumerate() {
+                if round == 1 && i == 0 {
+                    continue;
+                }
+                let sec = Security::new(*cell);
+                let (r, s) = pubq_phase(&args, &server_rt, &sec, publish_body.clone(), None).await;
+                clean &= phase_line(*cell, round, &r, &s);
+                runs[i].push(r.rates);
+            }
+        }
+        let medians: Vec<(Cell, Rates)> = cells
+            .iter()
+            .zip(&runs)
+            .map(|(c, r)| (*c, median_rates(r)))
+            .collect();
+        compare_cells(&medians, args.rounds);
+        token_costs(&cells);
+        return clean;
     }
 
     let baseline = if args.no_baseline {
@@ -448,13 +390,13 @@ async fn run(args: Args, server_rt: tokio::runtime::Handle) -> bool {
     report(&pubq, baseline.as_ref(), &stats)
 }
 
-/// Starts a pubq server (with TLS when `tls` names the files and the
-/// certificate to trust), sets it up, runs one phase against it, reads its
-/// queue stats and shuts it down.
+/// Starts a pubq server with the cell's TLS and authentication settings,
+/// sets it up, runs one phase against it, reads its queue stats and shuts
+/// it down.
 async fn pubq_phase(
     args: &Args,
     server_rt: &tokio::runtime::Handle,
-    tls: Option<(TlsFiles, reqwest::Certificate)>,
+    sec: &Security,
     publish_body: Bytes,
     capture: Option<Arc<Mutex<Captured>>>,
 ) -> (PhaseResult, Vec<(u64, u64, u64)>) {
@@ -470,14 +412,14 @@ async fn pubq_phase(
         },
         _ => StorageConfig::Memory,
     };
-    let (files, ca) = tls.unzip();
     let config = ServerConfig {
         storage,
         listen: "127.0.0.1:0".parse().expect("constant address parses"),
         net: NetConfig {
-            tls: files,
+            tls: sec.tls.clone(),
             ..NetConfig::default()
         },
+        auth: sec.auth.clone(),
         ..ServerConfig::default()
     };
     let server = server_rt
@@ -486,10 +428,11 @@ async fn pubq_phase(
         .expect("server start-up does not panic")
         .expect("the server starts on an ephemeral port");
     let base = server.url();
-    setup(&base, ca.as_ref()).await;
+    setup(&base, sec).await;
     let target = Target {
         mode: Mode::Pubq,
-        ca: ca.clone(),
+        ca_pem: sec.cert_pem.clone(),
+        token: sec.token.clone(),
         publish: format!("{base}/v1/topics/bench/publish"),
         receive: (0..QUEUES)
             .map(|i| format!("{base}/v1/queues/q{i}/receive"))
@@ -499,7 +442,7 @@ async fn pubq_phase(
             .collect(),
     };
     let result = phase(args, &target, publish_body, capture).await;
-    let stats = queue_stats(&base, ca.as_ref()).await;
+    let stats = queue_stats(&base, sec).await;
     server_rt
         .spawn(server.shutdown())
         .await
@@ -508,41 +451,132 @@ async fn pubq_phase(
     (result, stats)
 }
 
-/// TLS / plain ratios of the two pubq phases.
-fn compare_tls(plain: &PhaseResult, tls: &PhaseResult) {
-    println!();
+/// One line per phase of the matrix; the full report when its integrity
+/// check fails.
+fn phase_line(cell: Cell, round: usize, r: &PhaseResult, stats: &[(u64, u64, u64)]) -> bool {
+    let clean = integrity_clean(r, stats);
     println!(
-        "{:<36} {:>12} {:>12} {:>14}",
-        "", "plain", "TLS", "TLS/plain"
+        "round {round} {:<12} acked copies/s {:>9.0}, server cores {}, {} messages: integrity {}",
+        cell.label(),
+        r.rates.acked,
+        r.rates
+            .cores
+            .map_or("n/a".into(), |c| format!("{:.2}", c.server)),
+        r.published_total,
+        if clean { "OK" } else { "FAILED" }
     );
-    let line = |name: &str, f: &dyn Fn(&Rates) -> Option<f64>, digits: usize| {
-        let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
-        let (p, t) = (f(&plain.rates), f(&tls.rates));
-        let ratio = match (t, p) {
-            (Some(t), Some(p)) if p > 0.0 => format!("{:.2}", t / p),
-            _ => String::new(),
-        };
-        println!("{name:<36} {:>12} {:>12} {ratio:>14}", show(p), show(t));
+    if !clean {
+        report(r, None, stats);
+    }
+    clean
+}
+
+/// What the server spends on a token per request, measured in process.
+fn token_costs(cells: &[Cell]) {
+    for cell in cells.iter().filter(|c| !c.tls && c.auth.is_some()) {
+        if let Some(us) = Security::new(*cell).token_check_us() {
+            println!(
+                "token check per request ({}: authenticate + one grant, CPU time in process): {us:.2} us",
+                cell.label()
+            );
+        }
+    }
+}
+
+/// The median of each figure over a cell's rounds.
+fn median_rates(runs: &[Rates]) -> Rates {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+    let of = |f: &dyn Fn(&Rates) -> f64| median(runs.iter().map(f).collect());
+    let cores: Vec<Cores> = runs.iter().filter_map(|r| r.cores).collect();
+    let core = |f: &dyn Fn(&Cores) -> f64| median(cores.iter().map(f).collect());
+    Rates {
+        published: of(&|r| r.published),
+        delivered: of(&|r| r.delivered),
+        acked: of(&|r| r.acked),
+        requests: of(&|r| r.requests),
+        cores: (!cores.is_empty()).then(|| Cores {
+            server: core(&|c| c.server),
+            client: core(&|c| c.client),
+            machine: core(&|c| c.machine),
+        }),
+    }
+}
+
+/// Each cell's figures (medians over `rounds`) and their ratio to plain
+/// (the first cell).
+fn compare_cells(results: &[(Cell, Rates)], rounds: usize) {
+    println!();
+    println!("medians over {rounds} round(s):");
+    print!("{:<36}", "");
+    for (cell, _) in results {
+        print!(" {:>13}", cell.label());
+    }
+    println!();
+    let plain = &results[0].1;
+    let line = |name: &str, f: &dyn Fn(&Rates) -> Option<f64>, digits: usize, ratio: bool| {
+        print!("{name:<36}");
+        for (_, r) in results {
+            let v = f(r).map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
+            print!(" {v:>13}");
+        }
+        println!();
+        if ratio {
+            print!("{:<36}", "  / plain");
+            for (_, r) in results {
+                let v = match (f(r), f(plain)) {
+                    (Some(v), Some(p)) if p > 0.0 => format!("{:.2}", v / p),
+                    _ => "n/a".to_string(),
+                };
+                print!(" {v:>13}");
+            }
+            println!();
+        }
     };
-    line("acked copies/s", &|r| Some(r.acked), 0);
-    line("HTTP requests/s", &|r| Some(r.requests), 0);
-    line("server cores busy", &|r| r.cores.map(|c| c.server), 2);
-    line("client cores busy", &|r| r.cores.map(|c| c.client), 2);
+    line("acked copies/s", &|r| Some(r.acked), 0, true);
+    line("HTTP requests/s", &|r| Some(r.requests), 0, false);
+    line(
+        "server CPU per request (us)",
+        &|r| r.cores.map(|c| c.server * 1e6 / r.requests),
+        1,
+        true,
+    );
+    line(
+        "server cores busy",
+        &|r| r.cores.map(|c| c.server),
+        2,
+        false,
+    );
+    line(
+        "client cores busy",
+        &|r| r.cores.map(|c| c.client),
+        2,
+        false,
+    );
     line(
         "acked copies per server CPU-second",
         &|r| r.per_server_cpu(),
         0,
+        true,
     );
     line(
         "acked copies per CPU-second (both)",
         &|r| r.per_process_cpu(),
         0,
+        true,
     );
 }
 
 /// Creates the topic, the queues and the subscriptions.
-async fn setup(base: &str, ca: Option<&reqwest::Certificate>) {
-    let client = client(ca);
+async fn setup(base: &str, sec: &Security) {
+    let client = sec.http_client();
     let put = |url: String| {
         let client = client.clone();
         async move {
@@ -708,14 +742,9 @@ fn check(published: &[u128], mut seen: Seen) -> Integrity {
     i
 }
 
-fn client(ca: Option<&reqwest::Certificate>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(1);
-    if let Some(ca) = ca {
-        b = b.add_root_certificate(ca.clone());
-    }
-    b.build().expect("an HTTP client builds")
+/// One client per task: one keep-alive connection each.
+fn client(target: &Target) -> reqwest::Client {
+    security::http_client(target.ca_pem.as_deref(), target.token.as_deref())
 }
 
 /// Publishes batches until told to stop. Returns the ids it was given and the
@@ -727,7 +756,7 @@ async fn publisher(
     max_backlog: u64,
     capture: Option<Arc<Mutex<Captured>>>,
 ) -> (Vec<u128>, u64) {
-    let client = client(target.ca.as_ref());
+    let client = client(&target);
     let mut ids = Vec::new();
     let mut bad = 0u64;
     let mut captured = capture.is_none();
@@ -803,7 +832,7 @@ async fn consumer(
     publishers: usize,
     capture: Option<Arc<Mutex<Captured>>>,
 ) -> Seen {
-    let client = client(target.ca.as_ref());
+    let client = client(&target);
     let receive_body = Bytes::from(format!(r#"{{"max":{BATCH},"wait_seconds":1}}"#));
     let mut seen = Seen::default();
     let mut captured = capture.is_none();
@@ -979,7 +1008,8 @@ async fn baseline_phase(
     let base = format!("http://{addr}");
     let target = Target {
         mode: Mode::Baseline,
-        ca: None,
+        ca_pem: None,
+        token: None,
         publish: format!("{base}/publish"),
         receive: (0..QUEUES).map(|i| format!("{base}/receive/{i}")).collect(),
         ack: (0..QUEUES).map(|i| format!("{base}/ack/{i}")).collect(),
@@ -996,8 +1026,8 @@ fn json_bytes(b: Bytes) -> axum::response::Response {
 }
 
 /// Per-queue (visible, in flight, acked) as the server counts them.
-async fn queue_stats(base: &str, ca: Option<&reqwest::Certificate>) -> Vec<(u64, u64, u64)> {
-    let client = client(ca);
+async fn queue_stats(base: &str, sec: &Security) -> Vec<(u64, u64, u64)> {
+    let client = sec.http_client();
     let mut out = Vec::new();
     for i in 0..QUEUES {
         let v: serde_json::Value = match client.get(format!("{base}/v1/queues/q{i}")).send().await {
@@ -1008,6 +1038,24 @@ async fn queue_stats(base: &str, ca: Option<&reqwest::Certificate>) -> Vec<(u64,
         out.push((n("visible"), n("in_flight"), n("acked")));
     }
     out
+}
+
+/// Whether every copy reached every queue exactly once and was acked, and
+/// the server agrees.
+fn integrity_clean(pubq: &PhaseResult, stats: &[(u64, u64, u64)]) -> bool {
+    let mut clean = pubq.drained && pubq.errors == 0;
+    for (q, i) in pubq.integrity.iter().enumerate() {
+        let (visible, in_flight, acked) = stats.get(q).copied().unwrap_or_default();
+        clean &= i.duplicates == 0
+            && i.lost == 0
+            && i.unknown == 0
+            && i.bad_ids == 0
+            && i.received == pubq.published_total
+            && acked == pubq.published_total
+            && visible == 0
+            && in_flight == 0;
+    }
+    clean
 }
 
 fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64, u64)]) -> bool {
@@ -1079,7 +1127,6 @@ fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64
             " and did NOT finish"
         }
     );
-    let mut clean = pubq.drained && pubq.errors == 0;
     for (q, i) in pubq.integrity.iter().enumerate() {
         let (visible, in_flight, acked) = stats.get(q).copied().unwrap_or_default();
         println!(
@@ -1087,15 +1134,8 @@ fn report(pubq: &PhaseResult, baseline: Option<&PhaseResult>, stats: &[(u64, u64
              server: acked {acked}, visible {visible}, in flight {in_flight}",
             i.received, i.duplicates, i.lost, i.unknown, i.bad_ids
         );
-        clean &= i.duplicates == 0
-            && i.lost == 0
-            && i.unknown == 0
-            && i.bad_ids == 0
-            && i.received == pubq.published_total
-            && acked == pubq.published_total
-            && visible == 0
-            && in_flight == 0;
     }
+    let clean = integrity_clean(pubq, stats);
     println!(
         "integrity: {}",
         if clean {

@@ -635,6 +635,11 @@ impl ServerConfig {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
+        Self::resolve_with(args, file)
+    }
+
+    /// [`resolve`](Self::resolve) with the file already parsed: no IO.
+    pub fn resolve_with(args: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
         let s = &file.server;
         let d = Limits::default();
         let listen = args

@@ -12,6 +12,8 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod model;
 pub mod net;

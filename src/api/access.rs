@@ -47,7 +47,7 @@ impl Guard {
 }
 
 /// The bearer token of an `Authorization` header, if there is one.
-fn bearer(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

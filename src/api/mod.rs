@@ -3,7 +3,7 @@
 //! live in the hub and the engine.
 
 pub(crate) mod access;
-mod body;
+pub(crate) mod body;
 pub mod dto;
 pub mod error;
 mod metrics;
@@ -298,7 +298,9 @@ async fn unsubscribe(
 // ---- publish and send ----
 
 /// Converts a parsed body into hub messages, keeping per-entry wire errors.
-fn to_messages(input: PublishInput) -> Result<(bool, Vec<Result<NewMessage, ApiError>>), ApiError> {
+pub(crate) fn to_messages(
+    input: PublishInput,
+) -> Result<(bool, Vec<Result<NewMessage, ApiError>>), ApiError> {
     match input {
         PublishInput::Single(m) => Ok((false, vec![Ok(m.into_new_message()?)])),
         PublishInput::Batch(entries) => {

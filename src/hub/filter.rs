@@ -791,6 +791,27 @@ mod tests {
         assert!(!on_attrs(&p, &[("n", "5.00001")]));
     }
 
+    /// A policy arrives as JSON text: its numbers must be read as exactly
+    /// as an attribute's value is (`str::parse`), and as the same number
+    /// again from the text the policy is stored as, or `=` misses its own
+    /// literal and a restart changes what a subscription gets. Found by the
+    /// `filter_policy` fuzz target; serde_json's `float_roundtrip` fixes it.
+    #[test]
+    fn numeric_equals_matches_its_own_literal_at_full_precision() {
+        for n in [
+            "1.5555555555555555e109",
+            "0.30000000000000004",
+            "8.98846567431158e307",
+        ] {
+            let text = format!(r#"{{"n": [{{"numeric": ["=", {n}]}}]}}"#);
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            let p = policy(v.clone());
+            assert!(on_attrs(&p, &[("n", n)]), "{n}");
+            let stored: Value = serde_json::from_str(&v.to_string()).expect("JSON");
+            assert_eq!(policy(stored), p, "{n}");
+        }
+    }
+
     #[test]
     fn numeric_range_respects_inclusive_and_exclusive_bounds() {
         let p = policy(json!({"n": [{"numeric": [">", 0, "<=", 100]}]}));

@@ -1,0 +1,11 @@
+//! Fuzz target: a `pubq.toml`: parse, resolve, check `[auth]`, declare into a hub.
+//! The check is `pubq::fuzzing`'s, which `cargo test` also runs over the
+//! committed corpus (`tests/crash/fuzz_corpus.rs`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    pubq::fuzzing::config_file(data);
+});

@@ -1,0 +1,11 @@
+//! Fuzz target: a grant pattern and names, matched against a reference glob.
+//! The check is `pubq::fuzzing`'s, which `cargo test` also runs over the
+//! committed corpus (`tests/crash/fuzz_corpus.rs`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    pubq::fuzzing::grant_pattern(data);
+});
