@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::Connector;
 
-use crate::support::pubq_command;
+use crate::support::{capture_stderr, pubq_command};
 
 /// How long a server may take to print its address, and a frame or an
 /// answer to come.
@@ -55,22 +55,7 @@ impl TlsServer {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the pubq binary");
         let pid = child.id().expect("a running child has a pid");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut err) = child.stderr.take() {
-            let sink = stderr.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = err.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    sink.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push_str(&text);
-                }
-            });
-        }
+        let stderr = capture_stderr(&mut child);
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let addr = tokio::time::timeout(WAIT, async {

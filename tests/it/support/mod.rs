@@ -34,6 +34,27 @@ pub struct Server {
 
 /// A `pubq` command with the environment cleared of `PUBQ_*` variables, so a
 /// developer's settings cannot change what a test sees.
+/// Collects a child's stderr in the background (for assertions on logs).
+pub fn capture_stderr(child: &mut tokio::process::Child) -> Arc<Mutex<String>> {
+    let stderr = Arc::new(Mutex::new(String::new()));
+    if let Some(mut err) = child.stderr.take() {
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&text);
+            }
+        });
+    }
+    stderr
+}
+
 pub fn pubq_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pubq"));
     for (k, _) in std::env::vars() {
@@ -95,22 +116,7 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the pubq binary");
         let pid = child.id().expect("a running child has a pid");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut err) = child.stderr.take() {
-            let sink = stderr.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = err.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    sink.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push_str(&text);
-                }
-            });
-        }
+        let stderr = capture_stderr(&mut child);
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let addr = tokio::time::timeout(START_TIMEOUT, async {
