@@ -831,39 +831,27 @@ impl Hub {
         };
         let got = self.resolve(q, got)?;
         guard.deliveries = Some(got.iter().map(Delivery::lease).collect());
-        self.log_received(q, &got).await?;
+        self.log_received(q.uid(), &got).await?;
         guard.deliveries = None;
         Ok(got)
     }
 
-    /// Logs receive counts. On a queue with a dead-letter queue they are
-    /// durable before the messages are handed out, so a message that kills
-    /// its consumers still reaches the dead-letter queue after any number of
-    /// crashes. Elsewhere a count only feeds `receive_count` and retry
-    /// backoff, so delivery does not wait for a disk sync (a crash can at
-    /// worst make the next delivery's count one lower).
-    pub(crate) async fn log_received(
-        &self,
-        q: &QueueHandle,
-        got: &[Delivery],
-    ) -> Result<(), HubError> {
+    /// Makes receive counts durable before the messages are handed out, so a
+    /// message that kills its consumers still reaches its dead-letter queue.
+    pub(crate) async fn log_received(&self, uid: u64, got: &[Delivery]) -> Result<(), HubError> {
         if got.is_empty() {
             return Ok(());
         }
-        let commit = self.log(|| {
+        self.log(|| {
             vec![Record::Received {
-                queue_uid: q.uid(),
+                queue_uid: uid,
                 entries: got
                     .iter()
                     .map(|d| (d.seq, d.receive_count, d.first_received_at))
                     .collect(),
             }]
-        });
-        if q.dead_letter.load(Ordering::Relaxed) {
-            commit.await?;
-        } else {
-            commit.detach();
-        }
+        })
+        .await?;
         Ok(())
     }
 

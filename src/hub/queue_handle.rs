@@ -86,9 +86,6 @@ pub struct QueueHandle {
     /// The visibility timeout in ms (push consumers count credit with it).
     pub(crate) visibility_ms: AtomicU64,
     pub(crate) retention_seconds: AtomicU32,
-    /// Whether the queue has a dead-letter queue (then receive counts are
-    /// made durable before delivery; see `Hub::log_received`).
-    pub(crate) dead_letter: AtomicBool,
     /// Bytes of messages the engine holds in memory, as of its last change
     /// (the pager reads it without locking).
     pub(crate) resident: AtomicU64,
@@ -103,7 +100,6 @@ impl QueueHandle {
             max_message_bytes: AtomicU32::new(max_bytes),
             visibility_ms: AtomicU64::new(s.visibility_ms()),
             retention_seconds: AtomicU32::new(retention),
-            dead_letter: AtomicBool::new(s.dead_letter.is_some()),
             temporary: AtomicBool::new(false),
             resident: AtomicU64::new(engine.resident_bytes()),
             name: engine.name().clone(),
@@ -154,8 +150,6 @@ impl QueueHandle {
             .store(settings.retention_seconds, Ordering::Relaxed);
         self.visibility_ms
             .store(settings.visibility_ms(), Ordering::Relaxed);
-        self.dead_letter
-            .store(settings.dead_letter.is_some(), Ordering::Relaxed);
         let ((), moves) = self.with(now, |g| g.engine.update_settings(settings));
         moves
     }
