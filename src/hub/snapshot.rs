@@ -188,7 +188,7 @@ impl Hub {
         for r in head.iter().chain(&subs).chain(&topic_dedup) {
             sink.write(r)?;
         }
-        let mut keep = Held::default();
+        let mut held = Held::default();
         // Moves between queues confirmed from here on are noted, so a
         // message in transit is captured exactly once (see below).
         *self.inner.moved.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
@@ -215,7 +215,7 @@ impl Hub {
                     from = last.seq + 1;
                 }
                 for e in slice {
-                    if let Some(rec) = entry_record(uid, e, &mut keep, &mut received) {
+                    if let Some(rec) = entry_record(uid, e, &mut held, &mut received) {
                         sink.write(&rec)?;
                     }
                 }
@@ -281,7 +281,7 @@ impl Hub {
                 continue;
             }
             let r = received.entry(uid).or_default();
-            if let Some(rec) = entry_record(uid, e, &mut keep, r) {
+            if let Some(rec) = entry_record(uid, e, &mut held, r) {
                 sink.write(&rec)?;
             }
         }
@@ -296,7 +296,7 @@ impl Hub {
                 next_seq,
             })?;
         }
-        Ok(keep)
+        Ok(held)
     }
 }
 
@@ -341,17 +341,17 @@ impl Held {
 }
 
 /// One captured message as a snapshot record: a reference when it is in the
-/// log already (its segment is noted in `keep`), the message itself when not
+/// log already (its segment is noted in `held`), the message itself when not
 /// (its receive count noted in `received`).
 fn entry_record(
     uid: u64,
     e: SnapshotEntry,
-    keep: &mut Held,
+    held: &mut Held,
     received: &mut Vec<(u64, u32, u64)>,
 ) -> Option<Record> {
     match (e.message.loc(), e.message) {
         (Some(loc), _) => {
-            keep.add(loc.segment(), uid, e.seq);
+            held.add(loc.segment(), uid, e.seq);
             Some(Record::Stored(StoredRec {
                 queue_uid: uid,
                 seq: e.seq,

@@ -454,13 +454,26 @@ mod durable {
     use crate::storage::{DiskLog, DiskLogConfig};
 
     fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Hub {
-        let log = DiskLog::open(DiskLogConfig::new(
+        open_with(dir, clock, None, Limits::default())
+    }
+
+    /// A hub on the disk log in `dir`, with smaller segments if asked.
+    fn open_with(
+        dir: &std::path::Path,
+        clock: Arc<ManualClock>,
+        segment_bytes: Option<u64>,
+        limits: Limits,
+    ) -> Hub {
+        let mut cfg = DiskLogConfig::new(
             dir.to_path_buf(),
             FsyncPolicy::Always,
             Duration::from_millis(10),
-        ))
-        .expect("open log");
-        Hub::with_storage(clock, Limits::default(), Arc::new(log))
+        );
+        if let Some(b) = segment_bytes {
+            cfg.segment_bytes = b;
+        }
+        let log = DiskLog::open(cfg).expect("open log");
+        Hub::with_storage(clock, limits, Arc::new(log))
     }
 
     async fn reopen(dir: &std::path::Path, clock: Arc<ManualClock>) -> Hub {
@@ -733,15 +746,8 @@ mod durable {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(T0));
         let body = |i: usize| format!("{i:06}-{}", "y".repeat(300));
-        let mut cfg = DiskLogConfig::new(
-            dir.path().to_path_buf(),
-            FsyncPolicy::Always,
-            Duration::from_millis(10),
-        );
-        cfg.segment_bytes = 64 * 1024;
         let open = |clock: Arc<ManualClock>| {
-            let log = DiskLog::open(cfg.clone()).expect("open log");
-            Hub::with_storage(clock, Limits::default(), Arc::new(log))
+            open_with(dir.path(), clock, Some(64 * 1024), Limits::default())
         };
         {
             let h = open(clock.clone());
@@ -796,19 +802,12 @@ mod durable {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(T0));
         let body = |i: usize| format!("{i:06}-{}", "x".repeat(250));
-        let mut cfg = DiskLogConfig::new(
-            dir.path().to_path_buf(),
-            FsyncPolicy::Always,
-            Duration::from_millis(10),
-        );
-        cfg.segment_bytes = 256 * 1024;
         let limits = Limits {
             message_cache_bytes: 64 * 1024,
             ..Limits::default()
         };
         let open = |clock: Arc<ManualClock>| {
-            let log = DiskLog::open(cfg.clone()).expect("open log");
-            Hub::with_storage(clock, limits.clone(), Arc::new(log))
+            open_with(dir.path(), clock, Some(256 * 1024), limits.clone())
         };
         let n = 3000;
         {

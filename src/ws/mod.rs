@@ -235,8 +235,37 @@ async fn answer_durably(mut rx: mpsc::UnboundedReceiver<Durable>, out: Outbox) {
 const AUTH_REQUIRED: &str = "authentication required: the first frame must be auth";
 
 /// Far enough ahead to stand for "never" without overflowing an `Instant`.
-/// Most ack frames settled together (see the reader loop).
+/// Most ack frames settled together (see [`gather_acks`]).
 const MAX_GATHERED_ACKS: usize = 256;
+
+/// An `ack` frame's `ref` and receipts.
+type AckFrame = (Option<serde_json::Value>, Vec<String>);
+
+/// `first` and the `ack` frames already received behind it, without
+/// waiting; answers them and the first other frame read, to handle next.
+fn gather_acks(
+    first: AckFrame,
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> (Vec<AckFrame>, Option<Option<Result<Message, axum::Error>>>) {
+    let mut acks = vec![first];
+    while acks.len() < MAX_GATHERED_ACKS {
+        let Some(next) = stream.next().now_or_never() else {
+            break;
+        };
+        if let Some(Ok(Message::Text(t))) = &next {
+            if let Ok(ClientFrame {
+                reference,
+                op: Op::Ack { receipts },
+            }) = frames::parse(t.as_str())
+            {
+                acks.push((reference, receipts));
+                continue;
+            }
+        }
+        return (acks, Some(next));
+    }
+    (acks, None)
+}
 
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -338,39 +367,22 @@ async fn run(socket: WebSocket, state: AppState, principal: Option<Principal>) {
                 last_seen.store(state.hub.now(), Ordering::Relaxed);
                 match m {
                     Message::Text(t) => {
-                        // Acks already waiting behind this one are
-                        // settled together: one lock per queue, one
-                        // log record and one disk sync for the lot.
-                        let mut acks = Vec::new();
-                        if session.principal.is_some() {
-                            if let Ok(ClientFrame {
+                        let close = match frames::parse(t.as_str()) {
+                            // Acks already waiting behind this one are settled
+                            // together: one lock per queue, one log record and
+                            // one disk sync for the lot.
+                            Ok(ClientFrame {
                                 reference,
                                 op: Op::Ack { receipts },
-                            }) = frames::parse(t.as_str())
-                            {
-                                acks.push((reference, receipts));
-                                while acks.len() < MAX_GATHERED_ACKS {
-                                    let Some(next) = stream.next().now_or_never() else {
-                                        break;
-                                    };
-                                    if let Some(Ok(Message::Text(t2))) = &next {
-                                        if let Ok(ClientFrame {
-                                            reference,
-                                            op: Op::Ack { receipts },
-                                        }) = frames::parse(t2.as_str())
-                                        {
-                                            acks.push((reference, receipts));
-                                            continue;
-                                        }
-                                    }
-                                    pending = Some(next);
-                                    break;
-                                }
+                            }) if session.principal.is_some() => {
+                                let (acks, next) = gather_acks((reference, receipts), &mut stream);
+                                pending = next;
+                                session.ack_frames(acks);
+                                None
                             }
-                        }
-                        if !acks.is_empty() {
-                            session.ack_frames(acks);
-                        } else if let Some(c) = session.handle(t.as_str()).await {
+                            parsed => session.handle(parsed).await,
+                        };
+                        if let Some(c) = close {
                             break Some(c);
                         }
                         // An `auth` frame may have changed the expiry.
@@ -447,8 +459,11 @@ impl Session {
     }
 
     /// Handles one text frame; answers a close when the connection must end.
-    async fn handle(&mut self, text: &str) -> Option<(u16, String)> {
-        let ClientFrame { reference, op } = match frames::parse(text) {
+    async fn handle(
+        &mut self,
+        parsed: Result<ClientFrame, frames::FrameError>,
+    ) -> Option<(u16, String)> {
+        let ClientFrame { reference, op } = match parsed {
             Ok(f) => f,
             Err(_) if self.principal.is_none() => {
                 return Some((close::POLICY, AUTH_REQUIRED.into()))
