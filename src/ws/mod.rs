@@ -60,12 +60,14 @@ pub async fn handler(
 ) -> Response {
     let principal = principal.map(|Extension(p)| p);
     let max = s.ws.max_frame_bytes;
-    // Small socket buffers: an idle connection must stay cheap (thousands of
-    // subscribers per server); they grow as frames need.
+    // A small read buffer: an idle connection must stay cheap (thousands of
+    // subscribers per server). The write buffer is empty until used; the
+    // writer fills it with a burst of frames and flushes once, so it only
+    // goes to the socket on its own past 64 KiB.
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
+        .write_buffer_size(64 * 1024)
         .on_upgrade(move |socket| run(socket, s, principal))
 }
 
@@ -150,32 +152,52 @@ async fn writer(
     queued: Arc<AtomicUsize>,
     drained: Arc<tokio::sync::Notify>,
 ) {
-    while let Some(o) = rx.recv().await {
-        let r = match o {
-            Out::Text(t) => {
-                let n = t.len();
-                let r = sink.send(Message::Text(t.into())).await;
-                queued.fetch_sub(n, Ordering::AcqRel);
-                drained.notify_waiters();
-                r
-            }
-            Out::Ping => sink.send(Message::Ping(Default::default())).await,
-            Out::Close(code, reason) => {
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })))
-                    .await;
-                let _ = sink.close().await;
+    while let Some(first) = rx.recv().await {
+        // Everything already queued goes out with one flush (one `send`
+        // syscall for a burst of pushes and answers, not one per frame).
+        let mut next = Some(first);
+        let mut bytes = 0;
+        let mut frames = 0;
+        while let Some(o) = next.take() {
+            let r = match o {
+                Out::Text(t) => {
+                    let n = t.len();
+                    bytes += n;
+                    let r = sink.feed(Message::Text(t.into())).await;
+                    queued.fetch_sub(n, Ordering::AcqRel);
+                    r
+                }
+                Out::Ping => sink.feed(Message::Ping(Default::default())).await,
+                Out::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    let _ = sink.close().await;
+                    return;
+                }
+            };
+            if r.is_err() {
                 return;
             }
-        };
+            frames += 1;
+            if frames < MAX_FRAMES_PER_FLUSH && bytes < MAX_BYTES_PER_FLUSH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let r = sink.flush().await;
+        drained.notify_waiters();
         if r.is_err() {
             return;
         }
     }
 }
+
+/// A burst the writer gathers before it flushes the socket.
+const MAX_FRAMES_PER_FLUSH: usize = 512;
+const MAX_BYTES_PER_FLUSH: usize = 256 * 1024;
 
 /// One subscription of a connection.
 struct Sub {
