@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::receipt::ReceiptCodec;
 use crate::hub::Delivery;
 use crate::hub::{NewMessage, QueueInfo, TopicInfo};
-use crate::model::time::{format_rfc3339, parse_rfc3339};
+use crate::model::time::{format_rfc3339, parse_rfc3339, write_rfc3339};
 use crate::model::{BodyEncoding, MessageId, QueueName, QueueSettings, QueueSettingsPatch};
 
 /// A message as published or sent.
@@ -228,52 +228,98 @@ pub struct RedriveBody {
     pub max_per_second: Option<u32>,
 }
 
-/// A received message on the wire.
-#[derive(Debug, Serialize)]
-pub struct MessageOut<'a> {
-    pub id: String,
-    pub receipt: String,
-    pub body: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body_encoding: Option<&'static str>,
-    pub attributes: &'a BTreeMap<String, String>,
-    pub receive_count: u32,
-    pub sent_at: String,
-    pub first_received_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dedup_id: Option<&'a str>,
-    pub sequence: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub topic: Option<&'a str>,
-    pub poison: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dead_letter_source: Option<&'a str>,
+/// A received message on the wire: writes its JSON object's members (no
+/// braces, so a WebSocket frame can put `op` and `sub` first). Written by
+/// hand, not by serde: this runs once per delivered copy, and the body of a
+/// base64 message (and most text) needs no escaping, so it is copied as is.
+/// Members: `id`, `receipt`, `body`, `body_encoding` (base64 only),
+/// `attributes`, `receive_count`, `sent_at`, `first_received_at`, `group_id`
+/// and `dedup_id` (FIFO only), `sequence`, `topic`, `poison`,
+/// `dead_letter_source`.
+pub fn write_message_members(out: &mut String, d: &Delivery, codec: &ReceiptCodec) {
+    use std::fmt::Write as _;
+    let m = &d.message;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "\"id\":\"{}\",\"receipt\":\"", m.id);
+    codec.encode_into(&d.receipt, out);
+    out.push_str("\",\"body\":");
+    push_json_str(out, &m.body);
+    if m.body_encoding == BodyEncoding::Base64 {
+        out.push_str(",\"body_encoding\":\"base64\"");
+    }
+    out.push_str(",\"attributes\":{");
+    for (i, (k, v)) in m.attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, k);
+        out.push(':');
+        push_json_str(out, v);
+    }
+    let _ = write!(
+        out,
+        "}},\"receive_count\":{},\"sent_at\":\"",
+        d.receive_count
+    );
+    write_rfc3339(out, m.sent_at);
+    out.push_str("\",\"first_received_at\":\"");
+    write_rfc3339(out, d.first_received_at);
+    out.push('"');
+    if let Some(g) = &d.group_id {
+        out.push_str(",\"group_id\":");
+        push_json_str(out, g);
+        if let Some(dd) = &m.dedup_id {
+            out.push_str(",\"dedup_id\":");
+            push_json_str(out, dd);
+        }
+    }
+    let _ = write!(out, ",\"sequence\":{}", d.seq);
+    if let Some(t) = &m.topic {
+        out.push_str(",\"topic\":");
+        push_json_str(out, t.as_str());
+    }
+    let _ = write!(out, ",\"poison\":{}", m.poison);
+    if let Some(q) = &d.dead_letter_source {
+        out.push_str(",\"dead_letter_source\":");
+        push_json_str(out, q.as_str());
+    }
 }
 
-impl<'a> MessageOut<'a> {
-    pub fn new(d: &'a Delivery, codec: &ReceiptCodec) -> Self {
-        let m = &d.message;
-        Self {
-            id: m.id.to_string(),
-            receipt: codec.encode(&d.receipt),
-            body: &m.body,
-            body_encoding: match m.body_encoding {
-                BodyEncoding::Text => None,
-                BodyEncoding::Base64 => Some("base64"),
-            },
-            attributes: &m.attributes,
-            receive_count: d.receive_count,
-            sent_at: format_rfc3339(m.sent_at),
-            first_received_at: format_rfc3339(d.first_received_at),
-            group_id: d.group_id.as_deref(),
-            dedup_id: d.group_id.as_ref().and(m.dedup_id.as_deref()),
-            sequence: d.seq,
-            topic: m.topic.as_ref().map(|t| t.as_str()),
-            poison: m.poison,
-            dead_letter_source: d.dead_letter_source.as_ref().map(|q| q.as_str()),
+/// `{"messages": [..]}`, the answer to a receive.
+pub fn received_json(got: &[Delivery], codec: &ReceiptCodec) -> String {
+    let mut out = String::with_capacity(16 + got.iter().map(wire_size_hint).sum::<usize>());
+    out.push_str("{\"messages\":[");
+    for (i, d) in got.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        out.push('{');
+        write_message_members(&mut out, d, codec);
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
+}
+
+/// About how long a delivery's JSON is (to size buffers once).
+pub fn wire_size_hint(d: &Delivery) -> usize {
+    256 + d.message.body.len()
+}
+
+/// A JSON string literal. Strings without a quote, backslash or control
+/// character (the check runs over whole words, without a branch per byte)
+/// are copied as they are; the rest goes through serde_json's escaping.
+pub fn push_json_str(out: &mut String, s: &str) {
+    let plain = s
+        .bytes()
+        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // Serializing a &str to JSON cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
 }
 
@@ -339,4 +385,115 @@ pub fn topic_json(info: &TopicInfo) -> serde_json::Value {
             "deduplicated": info.stats.deduplicated,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{MessageData, TopicName};
+    use crate::queue::Receipt;
+
+    fn delivery(
+        body: &str,
+        encoding: BodyEncoding,
+        attrs: &[(&str, &str)],
+        fifo: bool,
+    ) -> Delivery {
+        Delivery {
+            receipt: Receipt {
+                queue_uid: 7,
+                seq: 42,
+                lease: 3,
+            },
+            message: Arc::new(MessageData {
+                id: MessageId::generate(1_764_000_000_123),
+                body: body.to_string(),
+                body_encoding: encoding,
+                attributes: attrs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                group_id: fifo.then(|| Arc::from("g\"1")),
+                dedup_id: fifo.then(|| Arc::from("d\\1")),
+                topic: Some(TopicName::new("orders").expect("valid")),
+                poison: false,
+                sent_at: 1_764_000_000_123,
+                size: body.len(),
+                visible_at: None,
+                loc: Default::default(),
+                copies: 1,
+            }),
+            seq: 42,
+            receive_count: 3,
+            first_received_at: 1_764_000_001_000,
+            group_id: fifo.then(|| Arc::from("g\"1")),
+            dead_letter_source: fifo.then(|| QueueName::new("src.fifo").expect("valid")),
+        }
+    }
+
+    /// What serde_json makes of the same members: the reference.
+    fn expected(d: &Delivery, codec: &ReceiptCodec) -> serde_json::Value {
+        let m = &d.message;
+        let mut v = serde_json::json!({
+            "id": m.id.to_string(),
+            "receipt": codec.encode(&d.receipt),
+            "body": m.body,
+            "attributes": m.attributes,
+            "receive_count": d.receive_count,
+            "sent_at": format_rfc3339(m.sent_at),
+            "first_received_at": format_rfc3339(d.first_received_at),
+            "sequence": d.seq,
+            "topic": m.topic.as_ref().map(|t| t.as_str()),
+            "poison": m.poison,
+        });
+        if m.body_encoding == BodyEncoding::Base64 {
+            v["body_encoding"] = "base64".into();
+        }
+        if let Some(g) = &d.group_id {
+            v["group_id"] = g.as_ref().into();
+            v["dedup_id"] = m.dedup_id.as_deref().into();
+        }
+        if let Some(q) = &d.dead_letter_source {
+            v["dead_letter_source"] = q.as_str().into();
+        }
+        v
+    }
+
+    #[test]
+    fn hand_written_message_json_reads_back_as_serde_writes_it() {
+        let codec = ReceiptCodec::random();
+        let cases = [
+            delivery("aGVsbG8=", BodyEncoding::Base64, &[], false),
+            delivery("plain text", BodyEncoding::Text, &[("k", "v")], false),
+            delivery(
+                "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} del \u{7f} é 日本 🎉",
+                BodyEncoding::Text,
+                &[("a\"b", "c\\d"), ("ctl\u{1f}", "\u{2028}x"), ("", "")],
+                true,
+            ),
+        ];
+        let got = &cases[..];
+        let text = received_json(got, &codec);
+        let answer: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let shown = answer["messages"].as_array().expect("a list");
+        assert_eq!(shown.len(), cases.len());
+        for (d, s) in cases.iter().zip(shown) {
+            assert_eq!(s, &expected(d, &codec), "{text}");
+        }
+        assert_eq!(received_json(&[], &codec), r#"{"messages":[]}"#);
+    }
+
+    #[test]
+    fn json_strings_escape_only_what_must_be() {
+        for s in [
+            "", "abc", "é", "a\"b", "a\\b", "\u{0}", "\u{1f}", " ", "\u{7f}", "x\ny",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).expect("JSON"), s);
+            assert_eq!(out, serde_json::to_string(s).expect("serializes"));
+        }
+    }
 }

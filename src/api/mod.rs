@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use body::{read_body, JsonBody};
-use dto::{EntryOut, MessageOut, PublishInput, ReceiptOut, ReceiptsBody};
+use dto::{EntryOut, PublishInput, ReceiptOut, ReceiptsBody};
 use error::ApiError;
 use receipt::ReceiptCodec;
 
@@ -544,18 +544,7 @@ async fn receive(
             },
         )
         .await?;
-    let out: Vec<MessageOut<'_>> = got
-        .iter()
-        .map(|d| MessageOut::new(d, &s.receipts))
-        .collect();
-    // Serialised straight from the borrowed messages (no intermediate
-    // `serde_json::Value`): the body strings are copied once, into the answer.
-    #[derive(serde::Serialize)]
-    struct Received<'a> {
-        messages: &'a [MessageOut<'a>],
-    }
-    let bytes = serde_json::to_vec(&Received { messages: &out })
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))?;
+    let bytes = dto::received_json(&got, &s.receipts);
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 

@@ -80,13 +80,20 @@ impl ReceiptCodec {
     }
 
     pub fn encode(&self, r: &Receipt) -> String {
+        let mut out = String::with_capacity(RECEIPT_CHARS);
+        self.encode_into(r, &mut out);
+        out
+    }
+
+    /// Appends the receipt's text to `out`.
+    pub fn encode_into(&self, r: &Receipt, out: &mut String) {
         let mut buf = [0u8; BODY_LEN + MAC_LEN];
         buf[..8].copy_from_slice(&r.queue_uid.to_be_bytes());
         buf[8..16].copy_from_slice(&r.seq.to_be_bytes());
         buf[16..20].copy_from_slice(&r.lease.to_be_bytes());
         let tag = self.tag(&buf[..BODY_LEN]);
         buf[BODY_LEN..].copy_from_slice(&tag);
-        URL_SAFE_NO_PAD.encode(buf)
+        URL_SAFE_NO_PAD.encode_string(buf, out);
     }
 
     /// `None` for anything this server did not issue.

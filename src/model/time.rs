@@ -69,34 +69,44 @@ impl Clock for ManualClock {
 /// (`2025-11-24T16:00:00.123Z`). Hand-written because it runs twice per
 /// delivered message; checked against the `time` crate in the tests.
 pub fn format_rfc3339(ms: Millis) -> String {
+    let mut out = String::with_capacity(24);
+    write_rfc3339(&mut out, ms);
+    out
+}
+
+/// Appends `ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (no allocation).
+pub fn write_rfc3339(out: &mut String, ms: Millis) {
     let secs = ms / 1000;
     let millis = ms % 1000;
     let days = (secs / 86_400) as i64;
     let sod = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    let mut out = String::with_capacity(24);
-    let push = |out: &mut String, v: u64, width: usize| {
-        let s = v.to_string();
-        for _ in s.len()..width {
-            out.push('0');
+    // Fixed-width decimal of a `v` with at most `width` digits.
+    let push = |out: &mut String, v: u64, width: u32| {
+        for i in (0..width).rev() {
+            let digit = (v / 10u64.pow(i)) % 10;
+            out.push(char::from(b'0' + digit as u8));
         }
-        out.push_str(&s);
     };
-    push(&mut out, y.max(0) as u64, 4);
+    let y = y.max(0) as u64;
+    if y > 9999 {
+        out.push_str(&y.to_string());
+    } else {
+        push(out, y, 4);
+    }
     out.push('-');
-    push(&mut out, m, 2);
+    push(out, m, 2);
     out.push('-');
-    push(&mut out, d, 2);
+    push(out, d, 2);
     out.push('T');
-    push(&mut out, sod / 3600, 2);
+    push(out, sod / 3600, 2);
     out.push(':');
-    push(&mut out, sod % 3600 / 60, 2);
+    push(out, sod % 3600 / 60, 2);
     out.push(':');
-    push(&mut out, sod % 60, 2);
+    push(out, sod % 60, 2);
     out.push('.');
-    push(&mut out, millis, 3);
+    push(out, millis, 3);
     out.push('Z');
-    out
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
@@ -151,6 +161,11 @@ mod tests {
         }
         assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        // A year past 9999 keeps all its digits.
+        assert_eq!(
+            format_rfc3339(253_402_300_800_000),
+            "10000-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]

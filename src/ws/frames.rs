@@ -4,8 +4,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::api::dto::{MessageOut, WireMessage};
+use crate::api::dto::{self, WireMessage};
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::receipt::ReceiptCodec;
+use crate::hub::Delivery;
 
 /// Longest subscription id.
 pub const MAX_SUB_LEN: usize = 128;
@@ -256,12 +258,14 @@ pub fn error(reference: Option<Value>, e: &ErrorBody) -> String {
 }
 
 /// `{"op": "message", "sub": .., ...received message fields}`.
-#[derive(Serialize)]
-pub struct MessageFrame<'a> {
-    pub op: &'static str,
-    pub sub: &'a str,
-    #[serde(flatten)]
-    pub message: MessageOut<'a>,
+pub fn message(sub: &str, d: &Delivery, codec: &ReceiptCodec) -> String {
+    let mut out = String::with_capacity(32 + sub.len() + dto::wire_size_hint(d));
+    out.push_str("{\"op\":\"message\",\"sub\":");
+    dto::push_json_str(&mut out, sub);
+    out.push(',');
+    dto::write_message_members(&mut out, d, codec);
+    out.push('}');
+    out
 }
 
 /// `{"op": "end", "sub": ..}`.

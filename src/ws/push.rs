@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::frames::{self, MessageFrame};
+use super::frames;
 use super::Outbox;
-use crate::api::dto::MessageOut;
 use crate::api::receipt::ReceiptCodec;
 use crate::auth::{Auth, AuthError, Principal, RateKind};
 use crate::hub::{Hub, HubError, ReceiveRequest, MAX_BATCH};
@@ -153,12 +152,7 @@ impl PushSub {
                 }
             }
             for d in &got {
-                let frame = MessageFrame {
-                    op: "message",
-                    sub: &self.sub,
-                    message: MessageOut::new(d, &self.codec),
-                };
-                let text = serde_json::to_string(&frame).unwrap_or_default();
+                let text = frames::message(&self.sub, d, &self.codec);
                 if !self.out.push(text).await {
                     // The connection is closing; what is held goes back visible.
                     return None;
