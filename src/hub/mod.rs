@@ -737,6 +737,19 @@ impl Hub {
         q: &Arc<QueueHandle>,
         req: ReceiveRequest,
     ) -> Result<Vec<Delivery>, HubError> {
+        self.lease_on(q, req).await?.durable().await
+    }
+
+    /// The first half of [`receive_on`](Self::receive_on): leases messages
+    /// and hands their receive counts to the log, without waiting for the
+    /// disk. A push subscription leases its next batch while this one's
+    /// counts sync; [`Leased::durable`] hands the messages out once they
+    /// are durable (or gives them back).
+    pub(crate) async fn lease_on(
+        &self,
+        q: &Arc<QueueHandle>,
+        req: ReceiveRequest,
+    ) -> Result<Leased, HubError> {
         if q.is_deleted() {
             return Err(HubError::QueueNotFound(q.name().clone()));
         }
@@ -799,48 +812,49 @@ impl Hub {
                     queue: q,
                     rx: Some(rx),
                 };
-                let rx = match parked.rx.as_mut() {
-                    Some(rx) if !*shutdown.borrow() => rx,
-                    _ => return self.resolve(q, parked.give_up()),
-                };
-                // A push subscription parks without a deadline: no timer to
-                // set and cancel per delivery (thousands of subscribers).
-                let deadline = async {
-                    if wait == PARK_UNTIL_MESSAGE {
-                        std::future::pending::<()>().await;
-                    } else {
-                        tokio::time::sleep(Duration::from_secs(u64::from(wait))).await;
+                match parked.rx.as_mut() {
+                    Some(rx) if !*shutdown.borrow() => {
+                        // A push subscription parks without a deadline: no
+                        // timer to set and cancel per delivery (thousands of
+                        // subscribers).
+                        let deadline = async {
+                            if wait == PARK_UNTIL_MESSAGE {
+                                std::future::pending::<()>().await;
+                            } else {
+                                tokio::time::sleep(Duration::from_secs(u64::from(wait))).await;
+                            }
+                        };
+                        tokio::select! {
+                            r = rx => {
+                                parked.rx = None;
+                                r.unwrap_or_default()
+                            }
+                            () = deadline => parked.give_up(),
+                            _ = shutdown.changed() => parked.give_up(),
+                        }
                     }
-                };
-                tokio::select! {
-                    r = rx => {
-                        parked.rx = None;
-                        r.unwrap_or_default()
-                    }
-                    () = deadline => parked.give_up(),
-                    _ = shutdown.changed() => parked.give_up(),
+                    // Shutting down: only what was already handed over.
+                    _ => parked.give_up(),
                 }
             }
         };
-        // If this future is dropped while the receive counts are being made
-        // durable, the leases are undone rather than left to lapse.
-        let mut guard = ReleaseOnDrop {
-            hub: self,
-            queue: q,
-            deliveries: None,
-        };
         let got = self.resolve(q, got)?;
-        guard.deliveries = Some(got.iter().map(Delivery::lease).collect());
-        self.log_received(q.uid(), &got).await?;
-        guard.deliveries = None;
-        Ok(got)
+        // Until the receive counts are durable and the messages handed out,
+        // dropping this undoes the leases rather than leaving them to lapse.
+        let guard = ReleaseOnDrop {
+            hub: self.clone(),
+            queue: q.clone(),
+            deliveries: Some(got.iter().map(Delivery::lease).collect()),
+        };
+        let commit = self.log_received(q.uid(), &got);
+        Ok(Leased { got, commit, guard })
     }
 
     /// Makes receive counts durable before the messages are handed out, so a
     /// message that kills its consumers still reaches its dead-letter queue.
-    pub(crate) async fn log_received(&self, uid: u64, got: &[Delivery]) -> Result<(), HubError> {
+    pub(crate) fn log_received(&self, uid: u64, got: &[Delivery]) -> Commit {
         if got.is_empty() {
-            return Ok(());
+            return Commit::ready(());
         }
         self.log(|| {
             vec![Record::Received {
@@ -851,8 +865,6 @@ impl Hub {
                     .collect(),
             }]
         })
-        .await?;
-        Ok(())
     }
 
     /// Acks receipts; per-receipt results.
@@ -1134,19 +1146,51 @@ impl Hub {
 }
 
 /// Undoes leases that were never handed out (see `Hub::receive`).
-struct ReleaseOnDrop<'a> {
-    hub: &'a Hub,
-    queue: &'a QueueHandle,
+struct ReleaseOnDrop {
+    hub: Hub,
+    queue: Arc<QueueHandle>,
     deliveries: Option<Vec<engine::Delivery>>,
 }
 
-impl Drop for ReleaseOnDrop<'_> {
+impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         if let Some(d) = self.deliveries.take() {
             if !d.is_empty() {
-                self.hub.release(self.queue, &d);
+                self.hub.release(&self.queue, &d);
             }
         }
+    }
+}
+
+/// Leased messages whose receive counts are on their way to disk (see
+/// [`Hub::lease_on`]). Dropped before [`durable`](Self::durable) completes,
+/// the leases are undone: nothing counts as received.
+pub(crate) struct Leased {
+    got: Vec<Delivery>,
+    commit: Commit,
+    guard: ReleaseOnDrop,
+}
+
+impl Leased {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.got.is_empty()
+    }
+
+    /// Whether a poison pill is among them.
+    pub(crate) fn has_poison(&self) -> bool {
+        self.got.iter().any(|d| d.message.poison)
+    }
+
+    pub(crate) fn receipts(&self) -> impl Iterator<Item = Receipt> + '_ {
+        self.got.iter().map(|d| d.receipt)
+    }
+
+    /// The messages, once their receive counts are durable; if the log
+    /// fails, the leases are undone and the error returned.
+    pub(crate) async fn durable(mut self) -> Result<Vec<Delivery>, HubError> {
+        (&mut self.commit).await?;
+        self.guard.deliveries = None;
+        Ok(std::mem::take(&mut self.got))
     }
 }
 

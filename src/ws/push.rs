@@ -4,16 +4,17 @@
 //! A message whose visibility lapses stops counting against credit.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use super::frames;
 use super::Outbox;
 use crate::api::receipt::ReceiptCodec;
 use crate::auth::{Auth, AuthError, Principal, RateKind};
-use crate::hub::{Hub, HubError, ReceiveRequest, MAX_BATCH};
+use crate::hub::{Hub, HubError, Leased, QueueHandle, ReceiveRequest, MAX_BATCH};
 use crate::model::{Millis, QueueName};
 use crate::queue::Receipt;
 
@@ -83,12 +84,43 @@ impl PushSub {
 
     /// Pushes until the subscription ends; returns why (`None`: the
     /// connection is closing, there is no one to tell).
+    ///
+    /// Two loops in one task: `lease` takes batches from the queue as credit
+    /// allows and hands their receive counts to the log; `push` sends each
+    /// batch, in order, once its counts are durable. So the next batch is
+    /// leased while this one's counts sync, and a consumer is not held to
+    /// one disk sync per batch.
     async fn deliver(&self) -> Option<&'static str> {
-        let mut shutdown = self.hub.shutdown_watch();
         // The handle stays valid while the queue lives; a deleted queue says so.
         let Ok(queue) = self.hub.queue(&self.queue) else {
             return Some("queue deleted");
         };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let lease = self.lease(&queue, tx);
+        let push = self.push(&queue, rx);
+        tokio::pin!(lease, push);
+        tokio::select! {
+            // The push loop ends first only if the connection is closing;
+            // batches still syncing are dropped with it, which undoes their
+            // leases.
+            reason = &mut push => reason,
+            reason = &mut lease => {
+                // Whatever was leased still goes out (up to a poison pill),
+                // then the end.
+                push.await.or(reason)
+            }
+        }
+    }
+
+    /// Leases batches while there is credit; each goes to `push` with its
+    /// receive counts on their way to disk. Stops after a batch with a
+    /// poison pill (the push loop ends the subscription there).
+    async fn lease(
+        &self,
+        queue: &Arc<QueueHandle>,
+        tx: mpsc::UnboundedSender<Leased>,
+    ) -> Option<&'static str> {
+        let mut shutdown = self.hub.shutdown_watch();
         loop {
             if *shutdown.borrow() {
                 return Some("server shutting down");
@@ -118,14 +150,13 @@ impl PushSub {
                 }
                 continue;
             }
-            let visibility = queue.visibility_ms();
             let req = ReceiveRequest {
                 max: Some(credit.min(MAX_BATCH) as u32),
                 wait_seconds: Some(crate::hub::PARK_UNTIL_MESSAGE),
                 visibility_timeout_seconds: None,
             };
-            let got = match self.hub.receive_on(&queue, req).await {
-                Ok(got) => got,
+            let leased = match self.hub.lease_on(queue, req).await {
+                Ok(leased) => leased,
                 Err(HubError::QueueNotFound(_)) => return Some("queue deleted"),
                 Err(e) => {
                     tracing::warn!(queue = %self.queue, sub = %self.sub, error = %e,
@@ -134,23 +165,51 @@ impl PushSub {
                     continue;
                 }
             };
-            if got.is_empty() {
+            if leased.is_empty() {
                 if queue.is_deleted() {
                     return Some("queue deleted");
                 }
                 continue;
             }
-            let until = self.hub.now() + visibility;
-            let mut poison = false;
-            let mut acks = Vec::new();
             {
-                let mut held = self.outstanding.lock();
                 // Held until acked (auto-ack included), so a disconnect in
-                // the middle of this batch gives everything back at once.
-                for d in &got {
-                    held.insert(d.receipt, until);
+                // the middle of a batch gives everything back at once.
+                let until = self.hub.now() + queue.visibility_ms();
+                let mut held = self.outstanding.lock();
+                for r in leased.receipts() {
+                    held.insert(r, until);
                 }
             }
+            let poison = leased.has_poison();
+            if tx.send(leased).is_err() || poison {
+                // At a poison pill the push loop ends the subscription.
+                return None;
+            }
+        }
+    }
+
+    /// Sends leased batches in order, each once its receive counts are
+    /// durable.
+    async fn push(
+        &self,
+        queue: &Arc<QueueHandle>,
+        mut rx: mpsc::UnboundedReceiver<Leased>,
+    ) -> Option<&'static str> {
+        while let Some(leased) = rx.recv().await {
+            let receipts: Vec<Receipt> = leased.receipts().collect();
+            let got = match leased.durable().await {
+                Ok(got) => got,
+                Err(e) => {
+                    // The leases were undone; they no longer count as credit.
+                    tracing::warn!(queue = %self.queue, sub = %self.sub, error = %e,
+                        "push receive failed; retrying");
+                    self.outstanding.remove_all(&receipts);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut poison = false;
+            let mut acks = Vec::new();
             for d in &got {
                 let text = frames::message(&self.sub, d, &self.codec);
                 if !self.out.push(text).await {
@@ -166,7 +225,7 @@ impl PushSub {
                 }
             }
             if !acks.is_empty() {
-                let (_, commit) = self.hub.ack_on(&queue, &acks);
+                let (_, commit) = self.hub.ack_on(queue, &acks);
                 let _ = commit.await;
                 self.outstanding.remove_all(&acks);
             }
@@ -183,5 +242,6 @@ impl PushSub {
                 return Some("poison");
             }
         }
+        None
     }
 }

@@ -1174,6 +1174,70 @@ async fn sigterm_closes_1001_and_a_restart_keeps_unacked_and_drops_acked() {
     assert_eq!(again[0]["receive_count"], 2);
 }
 
+/// A durable server leases a push consumer's next batch while the last
+/// one's receive counts sync: batches still arrive in queue order, each
+/// message once, with sends going on while the consumer acks one by one.
+#[tokio::test]
+async fn durable_push_delivers_in_order_once_while_batches_pipeline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start_on_disk(dir.path(), &[]).await;
+    long_lease_queue(&s, "pipe").await;
+    let send_batch = |from: usize| {
+        let messages: Vec<Value> = (from..from + 100)
+            .map(|i| json!({ "body": format!("m{i}") }))
+            .collect();
+        json!({ "messages": messages })
+    };
+    for chunk in 0..5 {
+        let (st, v) = s.send_raw("pipe", send_batch(chunk * 100)).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let mut ws = Ws::connect(&s).await;
+    ws.subscribe_queue("s", "pipe", 64).await;
+    let mut bodies = Vec::new();
+    let mut last_seq = 0;
+    let mut acks = 0;
+    let mut sent = 500;
+    while bodies.len() < 1000 {
+        let v = ws.next().await;
+        if v["op"] == "ok" {
+            assert_eq!(v["results"][0]["ok"], true, "{v}");
+            acks += 1;
+            continue;
+        }
+        assert_eq!(v["op"], "message", "{v}");
+        let seq = v["sequence"].as_u64().expect("a sequence");
+        assert!(
+            seq > last_seq,
+            "pushed out of order: {seq} after {last_seq}"
+        );
+        last_seq = seq;
+        assert_eq!(v["receive_count"], 1, "{v}");
+        bodies.push(v["body"].as_str().expect("a body").to_string());
+        ws.send(json!({"op": "ack", "receipts": [v["receipt"]], "ref": bodies.len()}))
+            .await;
+        if bodies.len() % 100 == 0 && sent < 1000 {
+            // More arrives while the consumer is busy.
+            let (st, v) = s.send_raw("pipe", send_batch(sent)).await;
+            assert_eq!(st, 200, "{v}");
+            sent += 100;
+        }
+    }
+    let want: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, want, "every message once, in send order");
+    while acks < 1000 {
+        let v = ws.next().await;
+        assert_eq!(v["op"], "ok", "nothing more is pushed: {v}");
+        acks += 1;
+    }
+    let st = s.stats("pipe").await;
+    assert_eq!(
+        (st["visible"].as_u64(), st["in_flight"].as_u64()),
+        (Some(0), Some(0)),
+        "{st}"
+    );
+}
+
 /// Ack frames sent back to back, one receipt each (a client acking every
 /// message), are settled together by the server but each is answered, in
 /// order, with its own `ref` and result; a frame with a bad receipt among
