@@ -46,7 +46,7 @@ use crate::queue::{
 };
 use crate::storage::{Commit, CopyRec, MemoryStorage, Record, Storage};
 use filter::FilterPolicy;
-use queue_handle::Waiter;
+use queue_handle::{Handoff, Waiter};
 
 /// `wait_seconds` of a push subscription's receive (crate-internal): park
 /// until a message arrives, the queue is deleted or the server shuts down.
@@ -802,8 +802,8 @@ impl Hub {
             Ok(Err((rx, wait)))
         });
         self.forward_dead_letters(moves);
-        let got = match outcome? {
-            Ok(got) => got,
+        let Handoff { got, logged } = match outcome? {
+            Ok(got) => Handoff { got, logged: None },
             Err((rx, wait)) => {
                 // If this future is dropped while parked, the guard takes back
                 // anything handed over in the meantime.
@@ -846,7 +846,12 @@ impl Hub {
             queue: q.clone(),
             deliveries: Some(got.iter().map(Delivery::lease).collect()),
         };
-        let commit = self.log_received(q.uid(), &got);
+        let commit = match logged {
+            // The enqueue that handed them over logs their receive counts
+            // with the messages.
+            Some(rx) => LeaseCommit::Handed(rx),
+            None => LeaseCommit::Own(self.log_received(q.uid(), &got)),
+        };
         Ok(Leased { got, commit, guard })
     }
 
@@ -1112,24 +1117,24 @@ impl Hub {
 struct Parked<'a> {
     hub: &'a Hub,
     queue: &'a QueueHandle,
-    rx: Option<tokio::sync::oneshot::Receiver<Vec<engine::Delivery>>>,
+    rx: Option<tokio::sync::oneshot::Receiver<Handoff>>,
 }
 
 impl Parked<'_> {
-    fn give_up(&mut self) -> Vec<engine::Delivery> {
+    fn give_up(&mut self) -> Handoff {
         match self.rx.take() {
             Some(mut rx) => {
                 rx.close();
                 rx.try_recv().unwrap_or_default()
             }
-            None => Vec::new(),
+            None => Handoff::default(),
         }
     }
 }
 
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
-        let got = self.give_up();
+        let got = self.give_up().got;
         if !got.is_empty() {
             self.hub.release(self.queue, &got);
         }
@@ -1167,8 +1172,16 @@ impl Drop for ReleaseOnDrop {
 /// the leases are undone: nothing counts as received.
 pub(crate) struct Leased {
     got: Vec<Delivery>,
-    commit: Commit,
+    commit: LeaseCommit,
     guard: ReleaseOnDrop,
+}
+
+/// Where a lease's receive counts are logged.
+enum LeaseCommit {
+    /// By the receive itself.
+    Own(Commit),
+    /// By the enqueue that handed the messages over (its commit comes here).
+    Handed(tokio::sync::oneshot::Receiver<Commit>),
 }
 
 impl Leased {
@@ -1188,7 +1201,14 @@ impl Leased {
     /// The messages, once their receive counts are durable; if the log
     /// fails, the leases are undone and the error returned.
     pub(crate) async fn durable(mut self) -> Result<Vec<Delivery>, HubError> {
-        (&mut self.commit).await?;
+        match &mut self.commit {
+            LeaseCommit::Own(c) => c.await?,
+            LeaseCommit::Handed(rx) => match rx.await {
+                Ok(c) => c.await?,
+                // The enqueue failed before it could log them.
+                Err(_) => return Err(crate::storage::StorageError::Closed.into()),
+            },
+        }
         self.guard.deliveries = None;
         Ok(std::mem::take(&mut self.got))
     }

@@ -6,9 +6,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
+
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::queue_handle::{Handed, QueueInner};
 use super::{Hub, HubError, QueueHandle, MAX_BATCH};
 use crate::model::{
     Attributes, BodyEncoding, MessageData, MessageId, Millis, QueueName, TopicName,
@@ -185,7 +188,7 @@ impl Hub {
                 copies: Vec::new(),
             });
         }
-        let commit = self.log(|| stored.into_records());
+        let commit = self.log_stored(stored);
         // Held until the records are on their way: a duplicate publish waits
         // for the log behind them, so it is never answered before the first
         // copy is durable.
@@ -248,7 +251,7 @@ impl Hub {
         };
         let commit = match logged {
             Some(c) => c,
-            None => self.log(|| stored.into_records()),
+            None => self.log_stored(stored),
         };
         Ok((results, commit))
     }
@@ -267,7 +270,8 @@ impl Hub {
     ) -> Option<Commit> {
         let durable = self.inner.durable;
         let uid = q.uid();
-        let (commit, moves) = q.with(now, |g| {
+        let mut handed = Handed::default();
+        let enqueue = |g: &mut QueueInner| {
             for c in batch {
                 let direct = c.message.topic.is_none();
                 // The queue's own delay is applied inside the engine; log the
@@ -314,9 +318,37 @@ impl Hub {
                 }
             }
             log_under_lock.then(|| self.log(|| std::mem::take(stored).into_records()))
-        });
+        };
+        let (commit, moves) = if log_under_lock || !durable {
+            // Logged under the lock, before waiters are served: they log
+            // their receive counts themselves.
+            q.with(now, enqueue)
+        } else {
+            let r = q.with_handing(now, &mut handed, enqueue);
+            if !handed.commits.is_empty() {
+                stored.handed.push((uid, handed));
+            }
+            r
+        };
         self.forward_dead_letters(moves);
         commit
+    }
+
+    /// Logs what a publish or send stored, with the receive counts of the
+    /// messages it handed to waiting consumers after them, in one write;
+    /// each of those consumers gets its own commit of that write.
+    fn log_stored(&self, stored: Stored) -> Commit {
+        if !self.inner.durable {
+            return Commit::ready(());
+        }
+        let (records, handed) = stored.into_records_and_handed();
+        let mut commits = self.storage().append_shared(records, 1 + handed.len());
+        for (tx, commit) in handed.into_iter().zip(commits.drain(1..)) {
+            let _ = tx.send(commit);
+        }
+        commits
+            .pop()
+            .unwrap_or_else(|| Commit::failed(crate::storage::StorageError::Closed))
     }
 }
 
@@ -327,6 +359,8 @@ struct Stored {
     copies: u64,
     by_entry: Vec<Option<(Arc<MessageData>, Vec<CopyRec>)>>,
     records: Vec<Record>,
+    /// Receive counts of messages handed to waiters, by queue uid.
+    handed: Vec<(u64, Handed)>,
 }
 
 impl Stored {
@@ -340,7 +374,13 @@ impl Stored {
         }
     }
 
-    fn into_records(mut self) -> Vec<Record> {
+    fn into_records(self) -> Vec<Record> {
+        self.into_records_and_handed().0
+    }
+
+    /// The records (messages first, then the receive counts of those handed
+    /// to waiters), and the waiters to send the commit to.
+    fn into_records_and_handed(mut self) -> (Vec<Record>, Vec<oneshot::Sender<Commit>>) {
         let mut out: Vec<Record> = self
             .by_entry
             .into_iter()
@@ -348,7 +388,15 @@ impl Stored {
             .map(|(message, copies)| Record::Publish { message, copies })
             .collect();
         out.append(&mut self.records);
-        out
+        let mut commits = Vec::new();
+        for (queue_uid, h) in self.handed {
+            out.push(Record::Received {
+                queue_uid,
+                entries: h.entries,
+            });
+            commits.extend(h.commits);
+        }
+        (out, commits)
     }
 }
 

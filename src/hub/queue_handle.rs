@@ -16,13 +16,33 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::model::{Clock, Millis, QueueName};
 use crate::queue::{DeadLetterMove, Delivery, QueueState};
+use crate::storage::Commit;
 // The engine-level delivery: a message reference, resolved by the hub.
 
 /// A parked long-poll receive.
 pub(crate) struct Waiter {
     pub max: usize,
     pub visibility_ms: Option<Millis>,
-    pub tx: oneshot::Sender<Vec<Delivery>>,
+    pub tx: oneshot::Sender<Handoff>,
+}
+
+/// Messages handed to a parked receive.
+#[derive(Default)]
+pub(crate) struct Handoff {
+    pub got: Vec<Delivery>,
+    /// `Some` when the enqueue that handed them over logs their receive
+    /// counts itself, in the same write as the messages (one disk sync
+    /// before delivery instead of two): the commit to wait on comes here.
+    /// `None`: the receiver logs them.
+    pub logged: Option<oneshot::Receiver<Commit>>,
+}
+
+/// Receive counts an enqueue logs for the waiters it served (see
+/// [`Handoff::logged`]): the entries, and where to send each commit.
+#[derive(Default)]
+pub(crate) struct Handed {
+    pub entries: Vec<(u64, u32, Millis)>,
+    pub commits: Vec<oneshot::Sender<Commit>>,
 }
 
 /// State behind the queue's lock.
@@ -37,8 +57,9 @@ pub(crate) struct QueueInner {
 }
 
 impl QueueInner {
-    /// Hands visible messages to waiters, oldest first.
-    pub fn serve_waiters(&mut self, now: Millis) {
+    /// Hands visible messages to waiters, oldest first. With `handed`, the
+    /// caller logs their receive counts (and sends each waiter its commit).
+    pub fn serve_waiters(&mut self, now: Millis, mut handed: Option<&mut Handed>) {
         while self.engine.has_visible() {
             let Some(w) = self.waiters.pop_front() else {
                 break;
@@ -51,8 +72,28 @@ impl QueueInner {
                 self.waiters.push_front(w);
                 break;
             }
-            if let Err(got) = w.tx.send(got) {
-                self.engine.release(&got);
+            let entries: Vec<(u64, u32, Millis)> = match handed {
+                Some(_) => got
+                    .iter()
+                    .map(|d| (d.seq, d.receive_count, d.first_received_at))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let (logged, commit_tx) = match handed {
+                Some(_) => {
+                    let (tx, rx) = oneshot::channel();
+                    (Some(rx), Some(tx))
+                }
+                None => (None, None),
+            };
+            match w.tx.send(Handoff { got, logged }) {
+                Ok(()) => {
+                    if let (Some(h), Some(tx)) = (handed.as_deref_mut(), commit_tx) {
+                        h.entries.extend(entries);
+                        h.commits.push(tx);
+                    }
+                }
+                Err(back) => self.engine.release(&back.got),
             }
         }
     }
@@ -173,7 +214,19 @@ impl QueueHandle {
         now: Millis,
         f: impl FnOnce(&mut QueueInner) -> R,
     ) -> (R, Vec<DeadLetterMove>) {
-        self.with_inner(now, true, f)
+        self.with_inner(now, true, None, f)
+    }
+
+    /// [`with`](Self::with) for an enqueue that logs what it stores: the
+    /// receive counts of messages handed to waiters go into `handed`, for
+    /// the caller to log with the messages.
+    pub(crate) fn with_handing<R>(
+        &self,
+        now: Millis,
+        handed: &mut Handed,
+        f: impl FnOnce(&mut QueueInner) -> R,
+    ) -> (R, Vec<DeadLetterMove>) {
+        self.with_inner(now, true, Some(handed), f)
     }
 
     /// `with`, optionally without waking the timer task (the timer task
@@ -182,6 +235,7 @@ impl QueueHandle {
         &self,
         now: Millis,
         wake_timer: bool,
+        handed: Option<&mut Handed>,
         f: impl FnOnce(&mut QueueInner) -> R,
     ) -> (R, Vec<DeadLetterMove>) {
         let mut g = self.lock();
@@ -193,7 +247,7 @@ impl QueueHandle {
             Vec::new()
         };
         let r = f(&mut g);
-        g.serve_waiters(now);
+        g.serve_waiters(now, handed);
         let next = g.engine.next_deadline().unwrap_or(u64::MAX);
         g.next_due = next;
         self.resident
@@ -230,7 +284,7 @@ pub(crate) async fn run_timer(
         // between the tick below and the store of the next deadline.
         queue.timer_due.store(u64::MAX, Ordering::Release);
         let now = clock.now_ms();
-        let ((), moves) = queue.with_inner(now, false, |_| ());
+        let ((), moves) = queue.with_inner(now, false, None, |_| ());
         // `with` leaves the next deadline in `next_due` (after serving
         // waiters, whose leases add deadlines).
         let next = queue.lock().next_due;

@@ -553,6 +553,92 @@ mod durable {
         assert!(four[0].seq > got.iter().map(|d| d.seq).max().unwrap_or(0));
     }
 
+    /// A parked receive handed a message by a publish or send has its
+    /// receive count logged in that write (standard queues) or by itself
+    /// (FIFO, logged under the queue's lock): either way a restart keeps
+    /// the count, so the next receive is the second.
+    #[tokio::test]
+    async fn receive_counts_of_messages_handed_to_parked_receives_survive_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(T0));
+        {
+            let h = reopen(dir.path(), clock.clone()).await;
+            h.put_topic(&t("orders"), &TopicSettingsPatch::default())
+                .await
+                .expect("topic");
+            let fifo = QueueSettingsPatch {
+                fifo: Some(true),
+                ..QueueSettingsPatch::default()
+            };
+            for (name, patch) in [
+                ("a", QueueSettingsPatch::default()),
+                ("b", QueueSettingsPatch::default()),
+                ("direct", QueueSettingsPatch::default()),
+                ("f.fifo", fifo),
+            ] {
+                h.put_queue(&q(name), &patch).await.expect("queue");
+            }
+            for name in ["a", "b"] {
+                h.subscribe(&t("orders"), &q(name), None)
+                    .await
+                    .expect("sub");
+            }
+            let park = |name: &'static str| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    h.receive(
+                        &q(name),
+                        ReceiveRequest {
+                            max: Some(10),
+                            wait_seconds: Some(20),
+                            ..ReceiveRequest::default()
+                        },
+                    )
+                    .await
+                })
+            };
+            let waiters: Vec<_> = ["a", "b", "direct", "f.fifo"]
+                .into_iter()
+                .map(park)
+                .collect();
+            // Let all four park.
+            for _ in 0..200 {
+                if ["a", "b", "direct", "f.fifo"]
+                    .iter()
+                    .all(|n| h.queue(&q(n)).is_ok_and(|qh| !qh.lock().waiters.is_empty()))
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            h.publish(&t("orders"), vec![text("fanned")])
+                .await
+                .expect("publish");
+            h.send(&q("direct"), vec![text("sent")])
+                .await
+                .expect("send");
+            let mut grouped = text("grouped");
+            grouped.group_id = Some("g".into());
+            grouped.dedup_id = Some("d".into());
+            h.send(&q("f.fifo"), vec![grouped]).await.expect("send");
+            for w in waiters {
+                let got = w.await.expect("join").expect("receive");
+                assert_eq!(got.len(), 1);
+                assert_eq!(got[0].receive_count, 1);
+            }
+            // Not acked: in flight at the "crash".
+        }
+        let h = reopen(dir.path(), clock.clone()).await;
+        for name in ["a", "b", "direct", "f.fifo"] {
+            let got = recv(&h, name, 10).await;
+            assert_eq!(got.len(), 1, "{name}");
+            assert_eq!(
+                got[0].receive_count, 2,
+                "{name}: the first receive was logged"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn fifo_order_dedup_and_dlq_survive_restart() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -101,7 +101,8 @@ pub struct ReplayReport {
 }
 
 enum Cmd {
-    Append(Vec<Record>, oneshot::Sender<Result<(), StorageError>>),
+    /// Records, and everyone to tell once they are durable.
+    Append(Vec<Record>, Vec<oneshot::Sender<Result<(), StorageError>>>),
     Rotate(oneshot::Sender<Result<u64, StorageError>>),
     Close(oneshot::Sender<Result<(), StorageError>>),
 }
@@ -542,7 +543,7 @@ fn writer_loop(
         let mut result: Result<(), StorageError> = Ok(());
         for c in cmds {
             match c {
-                Cmd::Append(records, tx) => {
+                Cmd::Append(records, txs) => {
                     let start = buf.len();
                     let placed_start = placed.len();
                     let mut too_large = false;
@@ -563,12 +564,14 @@ fn writer_loop(
                         // cut the log there): refuse this append alone.
                         buf.truncate(start);
                         placed.truncate(placed_start);
-                        let _ = tx.send(Err(StorageError::Io(
-                            "a record is larger than the log's frame limit".into(),
-                        )));
+                        for tx in txs {
+                            let _ = tx.send(Err(StorageError::Io(
+                                "a record is larger than the log's frame limit".into(),
+                            )));
+                        }
                         continue;
                     }
-                    waiters.push(tx);
+                    waiters.extend(txs);
                 }
                 Cmd::Rotate(tx) => {
                     let r = flush(&mut seg, &mut buf, &mut placed, &since_snapshot)
@@ -671,10 +674,16 @@ impl Storage for DiskLog {
     }
 
     fn append(&self, records: Vec<Record>) -> Commit {
-        let (tx, rx) = oneshot::channel();
-        match self.send(Cmd::Append(records, tx)) {
-            Ok(()) => Commit::pending(rx),
-            Err(e) => Commit::failed(e),
+        self.append_shared(records, 1)
+            .pop()
+            .unwrap_or_else(|| Commit::failed(StorageError::Closed))
+    }
+
+    fn append_shared(&self, records: Vec<Record>, n: usize) -> Vec<Commit> {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n.max(1)).map(|_| oneshot::channel()).unzip();
+        match self.send(Cmd::Append(records, txs)) {
+            Ok(()) => rxs.into_iter().map(Commit::pending).collect(),
+            Err(e) => rxs.iter().map(|_| Commit::failed(e.clone())).collect(),
         }
     }
 

@@ -112,6 +112,29 @@ pub trait Storage: Send + Sync + 'static {
     /// Appends records in order; the commit completes once they are durable.
     fn append(&self, records: Vec<Record>) -> Commit;
 
+    /// [`append`](Self::append) with `n` commits for the same records, one
+    /// for each party that waits on them (a publish and the consumers its
+    /// messages were handed to at once).
+    fn append_shared(&self, records: Vec<Record>, n: usize) -> Vec<Commit> {
+        let first = self.append(records);
+        if n <= 1 {
+            return vec![first];
+        }
+        let (txs, commits): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| {
+                let (tx, rx) = oneshot::channel();
+                (tx, Commit::pending(rx))
+            })
+            .unzip();
+        tokio::spawn(async move {
+            let r = first.await;
+            for tx in txs {
+                let _ = tx.send(r.clone());
+            }
+        });
+        commits
+    }
+
     /// Whether enough has been written since the last snapshot that one is
     /// worth taking.
     fn checkpoint_due(&self) -> bool {
@@ -203,5 +226,9 @@ impl Storage for MemoryStorage {
 
     fn append(&self, _records: Vec<Record>) -> Commit {
         Commit::ready(())
+    }
+
+    fn append_shared(&self, _records: Vec<Record>, n: usize) -> Vec<Commit> {
+        (0..n.max(1)).map(|_| Commit::ready(())).collect()
     }
 }

@@ -103,6 +103,11 @@ impl Storage for Tap {
         self.log.append(records)
     }
 
+    fn append_shared(&self, records: Vec<Record>, n: usize) -> Vec<Commit> {
+        self.history().records.extend(records.iter().cloned());
+        self.log.append_shared(records, n)
+    }
+
     fn checkpoint_due(&self) -> bool {
         self.log.checkpoint_due()
     }
