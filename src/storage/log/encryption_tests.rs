@@ -344,7 +344,8 @@ async fn a_torn_tail_after_sealed_records_is_still_cut() {
     }
     let seg = segment_path(dir.path(), 1);
     let bytes = fs::read(&seg).expect("read");
-    fs::write(&seg, &bytes[..bytes.len() - 5]).expect("tear the last frame");
+    let end = data_end(&seg, ring(("k1", 1), &[]).as_ref());
+    fs::write(&seg, &bytes[..end - 5]).expect("tear the last frame");
     let log = DiskLog::open(cfg(dir.path(), ring(("k1", 1), &[]))).expect("reopen");
     let recs = replay_all(&log).expect("replay");
     assert_eq!(recs.len(), 2, "the torn record is cut, the rest kept");

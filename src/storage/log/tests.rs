@@ -2,8 +2,6 @@
 //! reported, snapshots replace the segments they cover, one directory has one
 //! owner.
 
-use std::io::Write;
-
 use super::*;
 use crate::model::{QueueName, QueueSettings};
 
@@ -56,9 +54,7 @@ async fn torn_tail_is_cut_and_reported_and_earlier_records_kept() {
         log.append(vec![qput(1), qput(2)]).await.expect("durable");
     }
     let seg = segment_path(dir.path(), 1);
-    let mut f = OpenOptions::new().append(true).open(&seg).expect("seg");
-    f.write_all(&[9, 0, 0, 0, 1, 2, 3]).expect("garbage");
-    drop(f);
+    write_at_data_end(&seg, None, &[9, 0, 0, 0, 1, 2, 3]);
     let log = DiskLog::open(cfg(dir.path())).expect("reopen");
     let (recs, rep) = replay_all(&log);
     assert_eq!(recs, vec![qput(1), qput(2)]);
@@ -122,4 +118,41 @@ async fn receipt_key_is_kept_across_restarts() {
     let k1 = DiskLog::open(cfg(dir.path())).expect("open").receipt_key();
     let k2 = DiskLog::open(cfg(dir.path())).expect("open").receipt_key();
     assert_eq!(k1, k2);
+}
+
+/// Segments are created at their full size (sparse), so writes land inside
+/// the file; a crash leaves zeros after the last frame, which recovery trims
+/// without calling it damage, and a clean close trims them itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preallocated_tails_are_trimmed_by_close_and_by_recovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = cfg(dir.path());
+    c.segment_bytes = 1 << 20;
+    let seg1 = segment_path(dir.path(), 1);
+    {
+        let log = DiskLog::open(c.clone()).expect("open");
+        log.append(vec![qput(1), qput(2)]).await.expect("durable");
+        assert_eq!(fs::metadata(&seg1).expect("seg").len(), 1 << 20);
+        // Dropped without close: as a crash leaves it.
+    }
+    let data = data_end(&seg1, None) as u64;
+    assert!(data > FILE_HEADER as u64 && data < 1 << 20);
+    {
+        let log = DiskLog::open(c.clone()).expect("reopen");
+        let (recs, rep) = replay_all(&log);
+        assert_eq!(recs, vec![qput(1), qput(2)]);
+        assert_eq!(rep.truncated_bytes, 0, "a preallocated tail is not damage");
+        assert_eq!(fs::metadata(&seg1).expect("seg").len(), data, "trimmed");
+        log.append(vec![qput(3)]).await.expect("durable");
+        tokio::task::spawn_blocking(move || log.close())
+            .await
+            .expect("closed");
+    }
+    let seg2 = segment_path(dir.path(), 2);
+    let sealed = fs::metadata(&seg2).expect("seg").len();
+    assert_eq!(sealed, data_end(&seg2, None) as u64, "close trims its tail");
+    let log = DiskLog::open(c).expect("reopen");
+    let (recs, rep) = replay_all(&log);
+    assert_eq!(recs, vec![qput(1), qput(2), qput(3)]);
+    assert_eq!(rep.truncated_bytes, 0);
 }

@@ -585,7 +585,12 @@ impl Run {
                         },
                         &mut buf,
                     );
-                    cut = 1 + at % (buf.len() - 1);
+                    let torn = 1 + at % (buf.len() - 1);
+                    // Trailing zeros look like the preallocated tail: not cut.
+                    cut = buf[..torn]
+                        .iter()
+                        .rposition(|b| *b != 0)
+                        .map_or(0, |i| i + 1);
                     let logdir = self.dir.path().join("log");
                     let last = super::super::list_ids(&logdir, "", ".seg")
                         .expect("list")
@@ -593,11 +598,7 @@ impl Run {
                         .last()
                         .expect("a segment");
                     let p = super::super::segment_path(self.dir.path(), last);
-                    let mut f = std::fs::OpenOptions::new()
-                        .append(true)
-                        .open(p)
-                        .expect("segment");
-                    std::io::Write::write_all(&mut f, &buf[..cut]).expect("torn frame");
+                    super::super::write_at_data_end(&p, None, &buf[..torn]);
                 }
                 let (hub, report) =
                     open(self.dir.path(), self.clock.clone(), self.history.clone()).await;

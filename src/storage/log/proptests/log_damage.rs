@@ -17,8 +17,6 @@
 //! the damage must be told and handled exactly as in clear, never taken
 //! for a key problem.
 
-use std::io::Write;
-
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -115,9 +113,10 @@ fn segment_ids(dir: &Path) -> Vec<u64> {
     list_ids(&dir.join("log"), "", ".seg").expect("list segments")
 }
 
-fn append_bytes(p: &Path, bytes: &[u8]) {
-    let mut f = OpenOptions::new().append(true).open(p).expect("open file");
-    f.write_all(bytes).expect("append bytes");
+/// Bytes a torn write leaves that recovery must cut: trailing zeros are
+/// indistinguishable from the newest segment's preallocated tail.
+fn cut_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
 }
 
 fn flip_bit(p: &Path, offset: Index, bit: u8) -> usize {
@@ -200,18 +199,27 @@ async fn run(
 
     // How many of snapshot + tail must survive, how many bytes are cut, and
     // whether recovery must refuse.
+    // A torn frame whose missing part is all zeros is whole after all.
+    let mut whole: Option<Record> = None;
     let (survivors, cut, refuse) = match &damage {
         Damage::None => (snap.len() + tail.len(), 0, false),
         Damage::PartialFrame(r, at) => {
             let mut buf = Vec::new();
             record::encode_with(r, &mut buf, keys.as_deref());
             let n = 1 + at.index(buf.len() - 1);
-            append_bytes(&last, &buf[..n]);
-            (snap.len() + tail.len(), n, false)
+            write_at_data_end(&last, keys.as_deref(), &buf[..n]);
+            if buf[n..].iter().all(|b| *b == 0) {
+                // The part not written is zeros, as the preallocated tail
+                // already holds: the frame is whole, and replays.
+                whole = Some(r.clone());
+                (snap.len() + tail.len() + 1, 0, false)
+            } else {
+                (snap.len() + tail.len(), cut_len(&buf[..n]), false)
+            }
         }
         Damage::Garbage(bytes) => {
-            append_bytes(&last, bytes);
-            (snap.len() + tail.len(), bytes.len(), false)
+            write_at_data_end(&last, keys.as_deref(), bytes);
+            (snap.len() + tail.len(), cut_len(bytes), false)
         }
         Damage::SegmentBitFlip { file, offset, bit } => {
             let f = file.index(ids.len());
@@ -246,7 +254,7 @@ async fn run(
         return Ok(());
     }
     let (got, rep) = replayed.expect("replay after damage");
-    let all: Vec<Record> = snap.iter().chain(&tail).cloned().collect();
+    let all: Vec<Record> = snap.iter().chain(&tail).chain(&whole).cloned().collect();
     prop_assert_eq!(
         &got[..],
         &all[..survivors],
