@@ -204,7 +204,11 @@ impl PushSub {
                     tracing::warn!(queue = %self.queue, sub = %self.sub, error = %e,
                         "push receive failed; retrying");
                     self.outstanding.remove_all(&receipts);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // A failed log fails every lease at once: pace the retries,
+                    // unless the server is going (then nothing is retried).
+                    if !*self.hub.shutdown_watch().borrow() {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                     continue;
                 }
             };
