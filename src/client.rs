@@ -209,6 +209,9 @@ pub struct Client {
     /// a base with a path prefix (behind a proxy) works too.
     base: Arc<Url>,
     token: Option<Arc<str>>,
+    /// The extra CA certificates (PEM) trusted for `https://`, kept for
+    /// WebSocket connections (`wss://`) to the same server.
+    ca_pem: Option<Arc<[u8]>>,
 }
 
 /// `{"error": {"code", "message"}}`, the contract's error body.
@@ -317,12 +320,18 @@ impl Client {
             http,
             base: Arc::new(base),
             token: token.map(Arc::from),
+            ca_pem: ca_pem.map(Arc::from),
         })
     }
 
     /// The API root this client talks to.
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// The extra CA certificates (PEM) this client trusts, if any.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
     }
 
     // ---- topics -------------------------------------------------------------

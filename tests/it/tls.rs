@@ -596,6 +596,55 @@ async fn the_cli_talks_to_an_https_server_with_ca_cert() {
     assert!(stderr.contains("--ca-cert"), "{stderr}");
 }
 
+/// `pubq bench` against an `https://` server: WebSocket consumers go over
+/// `wss://`, trusting the same `--ca-cert` as the HTTP side, and every copy
+/// arrives.
+#[tokio::test]
+async fn bench_websocket_consumers_speak_wss_with_ca_cert() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dev_cert(dir.path(), &["127.0.0.1"]).await;
+    let server = TlsServer::start(&certs, &[]).await;
+    let base = format!("https://{}", server.addr);
+    let run = |ca: Option<&Path>| {
+        let mut cmd = pubq_command();
+        cmd.args([
+            "bench",
+            "fanout",
+            "--messages",
+            "200",
+            "--queues",
+            "2",
+            "--consumer",
+            "ws",
+            "--json",
+            "--no-progress",
+            "--server",
+            &base,
+        ]);
+        if let Some(ca) = ca {
+            cmd.arg("--ca-cert").arg(ca);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        async move {
+            tokio::time::timeout(WAIT, cmd.output())
+                .await
+                .expect("the bench finishes")
+                .expect("run pubq bench")
+        }
+    };
+    let out = run(Some(certs.cert.as_path())).await;
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["settings"]["consumer"], "ws", "{report}");
+    assert_eq!(report["delivered"], 400, "{report}");
+    assert_eq!(report["losses"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+
+    // Without the certificate the bench cannot connect.
+    let out = run(None).await;
+    assert!(!out.status.success(), "{out:?}");
+}
+
 #[tokio::test]
 async fn serve_refuses_to_start_with_unusable_tls_files() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -3,6 +3,7 @@
 //! fields, without a JSON tree per frame.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -57,9 +58,7 @@ pub async fn connect(client: &Client) -> anyhow::Result<Ws> {
     let mut url = client.base_url().clone();
     let scheme = match url.scheme() {
         "http" => "ws",
-        "https" => anyhow::bail!(
-            "WebSocket consumers do not support https servers yet; use --consumer longpoll"
-        ),
+        "https" => "wss",
         other => anyhow::bail!("cannot open a WebSocket to a {other} URL"),
     };
     url.set_scheme(scheme)
@@ -78,9 +77,43 @@ pub async fn connect(client: &Client) -> anyhow::Result<Ws> {
             .context("the token is not a valid header value")?;
         request.headers_mut().insert("authorization", value);
     }
+    // `wss://` trusts the built-in web roots, plus the CA the HTTP client
+    // was given (`--ca-cert`), as the HTTP side does.
+    let connector = match client.ca_pem() {
+        Some(pem) if scheme == "wss" => Some(tls_connector(pem)?),
+        _ => None,
+    };
     // Nagle off: acks and small frames go out at once.
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
         .await
         .with_context(|| format!("WebSocket connect to {url}"))?;
     Ok(ws)
+}
+
+/// A TLS client setup trusting the web roots and the certificates in `pem`.
+fn tls_connector(pem: &[u8]) -> anyhow::Result<tokio_tungstenite::Connector> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| anyhow::anyhow!("CA certificate: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| anyhow::anyhow!("CA certificate: {e}"))?;
+        added += 1;
+    }
+    if added == 0 {
+        anyhow::bail!("CA certificate: no PEM certificate in it");
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS client setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
 }
