@@ -33,7 +33,10 @@ pub(crate) struct Handoff {
     /// `Some` when the enqueue that handed them over logs their receive
     /// counts itself, in the same write as the messages (one disk sync
     /// before delivery instead of two): the commit to wait on comes here.
-    /// `None`: the receiver logs them.
+    /// `None`: the receiver logs them. A receiver that gives up in the same
+    /// instant has its leases undone, but the logged counts stay: after a
+    /// restart such a message may show one receive more than it had
+    /// (receive counts are approximate in SQS too).
     pub logged: Option<oneshot::Receiver<Commit>>,
 }
 
