@@ -83,7 +83,10 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn start_server() -> (Child, String) {
+/// The server, with room for `subscribers` connections besides the bench's
+/// own (the default `--max-connections` is 10 000).
+async fn start_server(subscribers: usize) -> (Child, String) {
+    let max_connections = (subscribers + 1_000).max(10_000).to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pubq"))
         .args([
             "serve",
@@ -92,6 +95,8 @@ async fn start_server() -> (Child, String) {
             "127.0.0.1:0",
             "--idle-timeout",
             "10m",
+            "--max-connections",
+            &max_connections,
         ])
         .env("PUBQ_LOG", "warn")
         .stdout(Stdio::piped())
@@ -154,7 +159,7 @@ fn pct(v: &mut [u64], p: f64) -> u64 {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let (child, base) = start_server().await;
+    let (child, base) = start_server(a.subscribers).await;
     let pid = child.id().expect("pid");
     let ws_url = format!("{}/v1/ws", base.replace("http://", "ws://"));
     let c = reqwest::Client::new();

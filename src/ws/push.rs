@@ -118,7 +118,7 @@ impl PushSub {
     async fn lease(
         &self,
         queue: &Arc<QueueHandle>,
-        tx: mpsc::UnboundedSender<Leased>,
+        tx: mpsc::UnboundedSender<Box<Leased>>,
     ) -> Option<&'static str> {
         let mut shutdown = self.hub.shutdown_watch();
         loop {
@@ -181,7 +181,9 @@ impl PushSub {
                 }
             }
             let poison = leased.has_poison();
-            if tx.send(leased).is_err() || poison {
+            // Boxed: the channel's first block holds 32 slots, and an idle
+            // subscription (thousands per server) should not pay for them.
+            if tx.send(Box::new(leased)).is_err() || poison {
                 // At a poison pill the push loop ends the subscription.
                 return None;
             }
@@ -193,7 +195,7 @@ impl PushSub {
     async fn push(
         &self,
         queue: &Arc<QueueHandle>,
-        mut rx: mpsc::UnboundedReceiver<Leased>,
+        mut rx: mpsc::UnboundedReceiver<Box<Leased>>,
     ) -> Option<&'static str> {
         while let Some(leased) = rx.recv().await {
             let receipts: Vec<Receipt> = leased.receipts().collect();
