@@ -214,7 +214,9 @@ struct Session {
     /// `None` until the `auth` frame (when the upgrade carried no token).
     principal: Option<Principal>,
     /// Answers that wait for their records to be durable, in frame order.
-    durable: mpsc::UnboundedSender<Durable>,
+    /// Boxed: an idle connection should not pay for the channel's first
+    /// block of 32 slots.
+    durable: mpsc::UnboundedSender<Box<Durable>>,
 }
 
 /// Answers to send once `commits` are durable (`ok` frames), or, if one
@@ -228,7 +230,7 @@ struct Durable {
 /// Sends durable answers in the order their frames came: commits complete
 /// in log order, so waiting for each in turn costs nothing, and a client
 /// acking every message sees its answers in order.
-async fn answer_durably(mut rx: mpsc::UnboundedReceiver<Durable>, out: Outbox) {
+async fn answer_durably(mut rx: mpsc::UnboundedReceiver<Box<Durable>>, out: Outbox) {
     while let Some(d) = rx.recv().await {
         let mut failed = None;
         for c in d.commits {
@@ -580,11 +582,11 @@ impl Session {
         extra: serde_json::Value,
         commits: Vec<crate::storage::Commit>,
     ) {
-        let _ = self.durable.send(Durable {
+        let _ = self.durable.send(Box::new(Durable {
             commits,
             ok: vec![frames::ok(reference.clone(), extra)],
             refs: vec![reference],
-        });
+        }));
     }
 
     async fn subscribe(
@@ -791,7 +793,7 @@ impl Session {
             })
             .collect();
         let (refs, ok) = answers.into_iter().unzip();
-        let _ = self.durable.send(Durable { commits, ok, refs });
+        let _ = self.durable.send(Box::new(Durable { commits, ok, refs }));
     }
 
     /// Nacks receipts of any of this connection's queues.
