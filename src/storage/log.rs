@@ -237,6 +237,17 @@ fn scan_frames(
     Ok(off)
 }
 
+/// A small record the log tests append.
+#[cfg(test)]
+fn qput(uid: u64) -> Record {
+    Record::QueuePut {
+        name: crate::model::QueueName::new(&format!("q{uid}")).expect("valid"),
+        uid,
+        settings: crate::model::QueueSettings::default(),
+        temporary: false,
+    }
+}
+
 /// Where a segment's frames end (tests write damage there: past it the
 /// newest segment holds only its preallocated zeros).
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::model::{Attributes, BodyEncoding, MessageId, QueueName, QueueSettings};
+use crate::model::{Attributes, BodyEncoding, MessageId};
 use crate::storage::crypt::KeyId;
 use crate::storage::{CopyRec, StoredRec};
 
@@ -32,15 +32,6 @@ fn ring(active: (&str, u8), older: &[(&str, u8)]) -> Option<Keyring> {
         )
         .expect("keyring"),
     )
-}
-
-fn qput(uid: u64) -> Record {
-    Record::QueuePut {
-        name: QueueName::new(&format!("q{uid}")).expect("valid"),
-        uid,
-        settings: QueueSettings::default(),
-        temporary: false,
-    }
 }
 
 fn message(n: u64) -> Arc<MessageData> {

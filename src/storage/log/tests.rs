@@ -3,7 +3,6 @@
 //! owner.
 
 use super::*;
-use crate::model::{QueueName, QueueSettings};
 
 fn cfg(dir: &Path) -> DiskLogConfig {
     DiskLogConfig::new(
@@ -11,15 +10,6 @@ fn cfg(dir: &Path) -> DiskLogConfig {
         FsyncPolicy::Always,
         Duration::from_millis(10),
     )
-}
-
-fn qput(uid: u64) -> Record {
-    Record::QueuePut {
-        name: QueueName::new(&format!("q{uid}")).expect("valid"),
-        uid,
-        settings: QueueSettings::default(),
-        temporary: false,
-    }
 }
 
 fn replay_all(log: &DiskLog) -> (Vec<Record>, ReplayReport) {
