@@ -237,10 +237,11 @@ pub struct RedriveBody {
 /// and `dedup_id` (FIFO only), `sequence`, `topic`, `poison`,
 /// `dead_letter_source`.
 pub fn write_message_members(out: &mut String, d: &Delivery, codec: &ReceiptCodec) {
-    use std::fmt::Write as _;
     let m = &d.message;
-    // Writing to a String cannot fail.
-    let _ = write!(out, "\"id\":\"{}\",\"receipt\":\"", m.id);
+    let mut num = itoa::Buffer::new();
+    out.push_str("\"id\":\"");
+    m.id.write_to(out);
+    out.push_str("\",\"receipt\":\"");
     codec.encode_into(&d.receipt, out);
     out.push_str("\",\"body\":");
     push_json_str(out, &m.body);
@@ -256,11 +257,9 @@ pub fn write_message_members(out: &mut String, d: &Delivery, codec: &ReceiptCode
         out.push(':');
         push_json_str(out, v);
     }
-    let _ = write!(
-        out,
-        "}},\"receive_count\":{},\"sent_at\":\"",
-        d.receive_count
-    );
+    out.push_str("},\"receive_count\":");
+    out.push_str(num.format(d.receive_count));
+    out.push_str(",\"sent_at\":\"");
     write_rfc3339(out, m.sent_at);
     out.push_str("\",\"first_received_at\":\"");
     write_rfc3339(out, d.first_received_at);
@@ -273,12 +272,17 @@ pub fn write_message_members(out: &mut String, d: &Delivery, codec: &ReceiptCode
             push_json_str(out, dd);
         }
     }
-    let _ = write!(out, ",\"sequence\":{}", d.seq);
+    out.push_str(",\"sequence\":");
+    out.push_str(num.format(d.seq));
     if let Some(t) = &m.topic {
         out.push_str(",\"topic\":");
         push_json_str(out, t.as_str());
     }
-    let _ = write!(out, ",\"poison\":{}", m.poison);
+    out.push_str(if m.poison {
+        ",\"poison\":true"
+    } else {
+        ",\"poison\":false"
+    });
     if let Some(q) = &d.dead_letter_source {
         out.push_str(",\"dead_letter_source\":");
         push_json_str(out, q.as_str());

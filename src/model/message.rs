@@ -56,9 +56,30 @@ impl MessageId {
     }
 }
 
+impl MessageId {
+    /// The 32 lowercase hex digits, without going through `fmt` (ids are
+    /// written into every delivered copy).
+    pub fn hex(&self) -> [u8; 32] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, b) in self.0.to_be_bytes().iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        out
+    }
+
+    /// Appends the 32-hex-digit form to `out`.
+    pub fn write_to(&self, out: &mut String) {
+        let hex = self.hex();
+        // Hex digits are ASCII.
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    }
+}
+
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        f.write_str(std::str::from_utf8(&self.hex()).unwrap_or_default())
     }
 }
 
@@ -258,6 +279,13 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(MessageId::parse(&a.to_string()), Some(a));
         assert_eq!(MessageId::parse("xyz"), None);
+        for v in [0u128, 1, 0xdead_beef, u128::MAX, a.0] {
+            let id = MessageId(v);
+            assert_eq!(id.to_string(), format!("{v:032x}"));
+            let mut s = String::from("x");
+            id.write_to(&mut s);
+            assert_eq!(s, format!("x{v:032x}"));
+        }
     }
 
     #[test]
