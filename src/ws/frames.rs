@@ -268,33 +268,46 @@ pub fn ok(reference: Option<Value>, extra: Value) -> String {
     Value::Object(m).to_string()
 }
 
-/// `{"op": "ok", "ref": .., "results": [...]}`: the answer to an `ack` or
-/// `nack`, written straight from the results (the hot path of a client
-/// acking every message; same bytes as serde would write).
-pub fn ok_results(reference: Option<Value>, results: &[crate::api::dto::ReceiptOut]) -> String {
+/// The `ok` answer to a settle frame, written from its receipts as they
+/// came, whether each decoded, and the outcomes of those that did (taken
+/// from `results` in turn): `{"op": "ok", "ref": .., "results": [...]}`,
+/// the same bytes serde writes for [`crate::api::dto::receipt_results`],
+/// without building them.
+pub fn settle_answer(
+    reference: Option<&Value>,
+    receipts: &[String],
+    decoded: &[Option<crate::queue::Receipt>],
+    results: &mut impl Iterator<Item = Result<(), crate::queue::ReceiptError>>,
+) -> String {
+    use crate::queue::ReceiptError;
     let mut out =
-        String::with_capacity(32 + results.len() * (crate::api::receipt::RECEIPT_CHARS + 24));
+        String::with_capacity(32 + receipts.len() * (crate::api::receipt::RECEIPT_CHARS + 24));
     out.push_str("{\"op\":\"ok\"");
-    if let Some(r) = &reference {
+    if let Some(r) = reference {
         out.push_str(",\"ref\":");
         out.push_str(&r.to_string());
     }
     out.push_str(",\"results\":[");
-    for (i, r) in results.iter().enumerate() {
+    for (i, (text, d)) in receipts.iter().zip(decoded).enumerate() {
         if i > 0 {
             out.push(',');
         }
+        let r = match d {
+            None => Err(ReceiptError::Invalid),
+            Some(_) => results.next().unwrap_or(Err(ReceiptError::Invalid)),
+        };
+        out.push_str("{\"receipt\":");
+        dto::push_json_str(&mut out, text);
         match r {
-            crate::api::dto::ReceiptOut {
-                receipt,
-                ok: Some(true),
-                error: None,
-            } => {
-                out.push_str("{\"receipt\":");
-                dto::push_json_str(&mut out, receipt);
-                out.push_str(",\"ok\":true}");
+            Ok(()) => out.push_str(",\"ok\":true}"),
+            Err(e) => {
+                let body = crate::api::error::receipt_error_body(e);
+                out.push_str(",\"error\":{\"code\":");
+                dto::push_json_str(&mut out, body.code);
+                out.push_str(",\"message\":");
+                dto::push_json_str(&mut out, &body.message);
+                out.push_str("}}");
             }
-            other => out.push_str(&serde_json::to_string(other).unwrap_or_default()),
         }
     }
     out.push_str("]}");
@@ -336,50 +349,53 @@ mod tests {
     use super::*;
     use serde::Serialize;
 
-    #[test]
-    fn ok_results_are_what_serde_writes() {
-        use crate::api::dto::ReceiptOut;
+    /// What the answer to a settle frame looked like when serde wrote it.
+    fn ok_results(reference: Option<Value>, results: &[crate::api::dto::ReceiptOut]) -> String {
         #[derive(Serialize)]
         struct OkResults<'a> {
             op: &'static str,
             #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
             reference: Option<Value>,
-            results: &'a [ReceiptOut],
+            results: &'a [crate::api::dto::ReceiptOut],
         }
-        let results = [
-            ReceiptOut {
-                receipt: "abc".into(),
-                ok: Some(true),
-                error: None,
-            },
-            ReceiptOut {
-                receipt: "q\"uo\\te\u{1}é".into(),
-                ok: Some(true),
-                error: None,
-            },
-            ReceiptOut {
-                receipt: "bad".into(),
-                ok: None,
-                error: Some(ErrorBody {
-                    code: "ReceiptInvalid",
-                    message: "no such \"receipt\"".into(),
-                }),
-            },
-        ];
+        serde_json::to_string(&OkResults {
+            op: "ok",
+            reference,
+            results,
+        })
+        .expect("serializes")
+    }
+
+    #[test]
+    fn settle_answers_are_ok_results_of_receipt_results() {
+        use crate::queue::{Receipt, ReceiptError};
+        let r = |seq| {
+            Some(Receipt {
+                queue_uid: 1,
+                seq,
+                lease: 1,
+            })
+        };
+        let receipts: Vec<String> = ["a", "b\"c\\d\u{1}é", "d", "e"].map(String::from).to_vec();
+        let decoded = [r(1), None, r(2), r(3)];
+        let results = vec![Ok(()), Err(ReceiptError::Stale), Ok(())];
         for reference in [
             None,
-            Some(serde_json::json!(7)),
-            Some(serde_json::json!({"a": [null, "x"]})),
+            Some(serde_json::json!("x")),
+            Some(serde_json::json!(null)),
+            Some(serde_json::json!({"a": [1, "b"]})),
         ] {
-            for n in [0, 1, 3] {
-                let want = serde_json::to_string(&OkResults {
-                    op: "ok",
-                    reference: reference.clone(),
-                    results: &results[..n],
-                })
-                .expect("serializes");
-                assert_eq!(ok_results(reference.clone(), &results[..n]), want);
-            }
+            let want = ok_results(
+                reference.clone(),
+                &crate::api::dto::receipt_results(&receipts, &decoded, results.clone()),
+            );
+            let got = settle_answer(
+                reference.as_ref(),
+                &receipts,
+                &decoded,
+                &mut results.clone().into_iter(),
+            );
+            assert_eq!(got, want);
         }
     }
 

@@ -713,6 +713,21 @@ impl Session {
         who: &Principal,
         receipts: &[String],
     ) -> Result<Vec<Option<Receipt>>, ApiError> {
+        let mut decoded = Vec::with_capacity(receipts.len());
+        self.check_receipts_into(who, receipts, &mut Vec::new(), &mut decoded)?;
+        Ok(decoded)
+    }
+
+    /// [`Self::check_receipts`] appending to `decoded`; `allowed` holds the
+    /// queues already checked (one check per queue, not per receipt). On
+    /// an error `decoded` is left as it was.
+    fn check_receipts_into(
+        &self,
+        who: &Principal,
+        receipts: &[String],
+        allowed: &mut Vec<u64>,
+        decoded: &mut Vec<Option<Receipt>>,
+    ) -> Result<(), ApiError> {
         if receipts.is_empty() {
             return Err(ApiError::invalid_request("receipts must not be empty"));
         }
@@ -724,21 +739,22 @@ impl Session {
             ))
             .into());
         }
-        let decoded: Vec<Option<Receipt>> = receipts
-            .iter()
-            .map(|r| self.state.receipts.decode(r))
-            .collect();
-        let mut checked: Vec<u64> = Vec::new();
-        for r in decoded.iter().flatten() {
-            if checked.contains(&r.queue_uid) {
+        let start = decoded.len();
+        decoded.extend(receipts.iter().map(|r| self.state.receipts.decode(r)));
+        for i in start..decoded.len() {
+            let Some(r) = decoded[i] else { continue };
+            if allowed.contains(&r.queue_uid) {
                 continue;
             }
-            checked.push(r.queue_uid);
             if let Some(q) = self.state.hub.queue_by_uid(r.queue_uid) {
-                allow_queue(&self.state, who, Action::Consume, q.name())?;
+                if let Err(e) = allow_queue(&self.state, who, Action::Consume, q.name()) {
+                    decoded.truncate(start);
+                    return Err(e);
+                }
             }
+            allowed.push(r.queue_uid);
         }
-        Ok(decoded)
+        Ok(())
     }
 
     /// Settled receipts stop counting against prefetch.
@@ -761,38 +777,40 @@ impl Session {
     /// Acks the receipts of one or more `ack` frames (needs `consume` on the
     /// queue of every receipt of a frame, or nothing of that frame is
     /// settled). All frames are applied together, and each is answered
-    /// once the acks are durable.
+    /// once the acks are durable. The hot path of a client acking every
+    /// message: a few allocations per frame, not per receipt.
     fn ack_frames(&mut self, frames_in: Vec<(Option<serde_json::Value>, Vec<String>)>) {
         let Some(who) = self.principal.clone() else {
             return;
         };
         let mut frames_ok = Vec::with_capacity(frames_in.len());
-        let mut valid: Vec<Receipt> = Vec::new();
+        let mut decoded: Vec<Option<Receipt>> = Vec::with_capacity(frames_in.len());
+        let mut allowed: Vec<u64> = Vec::new();
         for (reference, receipts) in frames_in {
-            match self.check_receipts(&who, &receipts) {
-                Ok(decoded) => {
-                    let start = valid.len();
-                    valid.extend(decoded.iter().flatten().copied());
-                    frames_ok.push((reference, receipts, decoded, start..valid.len()));
-                }
+            let start = decoded.len();
+            match self.check_receipts_into(&who, &receipts, &mut allowed, &mut decoded) {
+                Ok(()) => frames_ok.push((reference, receipts, start..decoded.len())),
                 Err(e) => self.reply_error(reference, &e),
             }
         }
         if frames_ok.is_empty() {
             return;
         }
+        let valid: Vec<Receipt> = decoded.iter().flatten().copied().collect();
         let (results, commits) = self.state.hub.ack_any_now(&valid);
         self.release_credit(&valid, &results);
-        let answers: Vec<(Option<serde_json::Value>, String)> = frames_ok
-            .into_iter()
-            .map(|(reference, receipts, decoded, range)| {
-                let out =
-                    crate::api::dto::receipt_results(&receipts, &decoded, results[range].to_vec());
-                let ok = frames::ok_results(reference.clone(), &out);
-                (reference, ok)
-            })
-            .collect();
-        let (refs, ok) = answers.into_iter().unzip();
+        let mut ok = Vec::with_capacity(frames_ok.len());
+        let mut refs = Vec::with_capacity(frames_ok.len());
+        let mut results = results.into_iter();
+        for (reference, receipts, range) in frames_ok {
+            ok.push(frames::settle_answer(
+                reference.as_ref(),
+                &receipts,
+                &decoded[range],
+                &mut results,
+            ));
+            refs.push(reference);
+        }
         let _ = self.durable.send(Box::new(Durable { commits, ok, refs }));
     }
 
