@@ -25,6 +25,13 @@ pub async fn render(
         if let Some(Extension(c)) = &conns {
             c.record();
         }
+        if let Some(l) = hub.storage().stats() {
+            counter!("pubq_log_appends_total").absolute(l.appends);
+            counter!("pubq_log_writes_total").absolute(l.writes);
+            counter!("pubq_log_written_bytes_total").absolute(l.bytes);
+            counter!("pubq_log_syncs_total").absolute(l.syncs);
+            counter!("pubq_log_sync_microseconds_total").absolute(l.sync_micros);
+        }
         gauge!("pubq_queues").set(hub.list_queues().len() as f64);
         gauge!("pubq_topics").set(hub.list_topics().len() as f64);
         for name in hub.list_queues() {

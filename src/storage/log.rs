@@ -119,6 +119,7 @@ pub struct DiskLog {
     report: ReplayReport,
     /// Open segments for reading messages back.
     readers: Mutex<HashMap<u64, Arc<File>>>,
+    counters: Arc<Counters>,
     /// Held for the life of the log: one server per directory.
     _lock: File,
 }
@@ -406,13 +407,15 @@ impl DiskLog {
         let failed = Arc::new(AtomicBool::new(false));
         let seg = Segment::create(&cfg.dir, next_id, cfg.segment_bytes)?;
         let (tx, rx) = mpsc::sync_channel(CHANNEL_BOUND);
+        let counters = Arc::new(Counters::default());
         let writer = {
             let cfg = cfg.clone();
             let since = since_snapshot.clone();
             let failed = failed.clone();
+            let counters = counters.clone();
             std::thread::Builder::new()
                 .name("pubq-log-writer".into())
-                .spawn(move || writer_loop(rx, seg, cfg, since, failed))?
+                .spawn(move || writer_loop(rx, seg, cfg, since, failed, &counters))?
         };
         Ok(Self {
             cfg,
@@ -424,6 +427,7 @@ impl DiskLog {
             key,
             report,
             readers: Mutex::new(HashMap::new()),
+            counters,
             _lock: lock,
         })
     }
@@ -584,12 +588,23 @@ impl Segment {
     }
 }
 
+/// What the writer has done, read by [`Storage::stats`].
+#[derive(Debug, Default)]
+struct Counters {
+    appends: AtomicU64,
+    writes: AtomicU64,
+    bytes: AtomicU64,
+    syncs: AtomicU64,
+    sync_micros: AtomicU64,
+}
+
 fn writer_loop(
     rx: Receiver<Cmd>,
     mut seg: Segment,
     cfg: DiskLogConfig,
     since_snapshot: Arc<AtomicU64>,
     failed: Arc<AtomicBool>,
+    counters: &Counters,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     // Messages in `buf` and where they land; told once written.
@@ -657,6 +672,9 @@ fn writer_loop(
                         }
                         continue;
                     }
+                    counters
+                        .appends
+                        .fetch_add(txs.len() as u64, Ordering::Relaxed);
                     waiters.extend(txs);
                 }
                 Cmd::Rotate(tx) => {
@@ -678,7 +696,14 @@ fn writer_loop(
             }
         }
         if result.is_ok() {
+            let before = seg.len;
             result = flush(&mut seg, &mut buf, &mut placed, &since_snapshot);
+            if seg.len > before {
+                counters.writes.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes
+                    .fetch_add(seg.len - before, Ordering::Relaxed);
+            }
         }
         if result.is_ok() && !waiters.is_empty() {
             unsynced = true;
@@ -689,9 +714,14 @@ fn writer_loop(
             FsyncPolicy::Never => false,
         } || close.is_some();
         if result.is_ok() && unsynced && sync_now {
+            let started = Instant::now();
             result = seg.file.sync_data().map_err(StorageError::from);
             last_sync = Instant::now();
             unsynced = false;
+            counters.syncs.fetch_add(1, Ordering::Relaxed);
+            let took =
+                u64::try_from(last_sync.duration_since(started).as_micros()).unwrap_or(u64::MAX);
+            counters.sync_micros.fetch_add(took, Ordering::Relaxed);
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "log write failed; refusing further writes");
@@ -754,6 +784,18 @@ fn flush(
 impl Storage for DiskLog {
     fn is_durable(&self) -> bool {
         true
+    }
+
+    fn stats(&self) -> Option<super::LogStats> {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Some(super::LogStats {
+            appends: get(&c.appends),
+            writes: get(&c.writes),
+            bytes: get(&c.bytes),
+            syncs: get(&c.syncs),
+            sync_micros: get(&c.sync_micros),
+        })
     }
 
     fn append(&self, records: Vec<Record>) -> Commit {

@@ -27,6 +27,19 @@ use crate::model::{BodyLoc, MessageData};
 use std::sync::Arc;
 
 pub use crypt::{KeyId, Keyring, KeyringError};
+
+/// Counters of the durable log since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// `append` calls (each a commit someone waits for).
+    pub appends: u64,
+    /// Group writes: every append waiting at once goes out in one `write`.
+    pub writes: u64,
+    pub bytes: u64,
+    /// `fdatasync` calls, and the time spent in them.
+    pub syncs: u64,
+    pub sync_micros: u64,
+}
 pub use log::{DiskLog, DiskLogConfig, ReplayReport};
 pub use record::{CopyRec, Record, StoredRec};
 
@@ -133,6 +146,12 @@ pub trait Storage: Send + Sync + 'static {
             }
         });
         commits
+    }
+
+    /// What the log has done since the server started (`None` when nothing
+    /// is kept): for `/metrics`.
+    fn stats(&self) -> Option<LogStats> {
+        None
     }
 
     /// Whether enough has been written since the last snapshot that one is

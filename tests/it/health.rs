@@ -129,3 +129,56 @@ async fn a_wrong_method_is_a_405_json_error() {
     assert_eq!(s.get("/v1/queues").await.1, json!({"queues": ["q"]}));
     assert_eq!(s.get("/v1/topics").await.1, json!({"topics": []}));
 }
+
+/// A durable server reports what its log did: appends, group writes, bytes
+/// and syncs (`--fsync always`: at least one sync per acknowledged send);
+/// a server without a log reports none of it.
+#[tokio::test]
+async fn metrics_count_the_logs_writes_and_syncs() {
+    let sample = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start_on_disk(dir.path(), &["--fsync", "always"]).await;
+    s.create_queue("jobs", json!({})).await;
+    let scrape = || async {
+        s.http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let before = scrape().await;
+    for i in 0..3 {
+        s.send_text("jobs", &format!("m{i}")).await;
+    }
+    let after = scrape().await;
+    let grew = |name: &str| {
+        let b = sample(&before, name).unwrap_or_else(|| panic!("{name} missing: {before}"));
+        let a = sample(&after, name).unwrap_or_else(|| panic!("{name} missing: {after}"));
+        a.checked_sub(b).unwrap_or_else(|| panic!("{name} went down"))
+    };
+    assert!(grew("pubq_log_appends_total") >= 3, "{after}");
+    assert!(grew("pubq_log_syncs_total") >= 3, "{after}");
+    assert!(grew("pubq_log_writes_total") >= 3, "{after}");
+    assert!(grew("pubq_log_written_bytes_total") > 3 * 2, "{after}");
+    assert!(sample(&after, "pubq_log_sync_microseconds_total").is_some());
+
+    let mem = Server::start().await;
+    let text = mem
+        .http
+        .get(mem.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!text.contains("pubq_log_"), "{text}");
+}
