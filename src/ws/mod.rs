@@ -404,7 +404,10 @@ async fn run(socket: WebSocket, state: AppState, principal: Option<Principal>) {
                                 session.ack_frames(acks);
                                 None
                             }
-                            parsed => session.handle(parsed).await,
+                            // Boxed: a subscribe or publish is rare next to acks, and
+                            // its future inline would make every idle connection
+                            // carry its size.
+                            parsed => Box::pin(session.handle(parsed)).await,
                         };
                         if let Some(c) = close {
                             break Some(c);
@@ -435,7 +438,7 @@ async fn run(socket: WebSocket, state: AppState, principal: Option<Principal>) {
             }
         }
     };
-    session.leave().await;
+    Box::pin(session.leave()).await;
     if let Some((code, reason)) = close {
         tracing::info!(code, %reason, "closing WebSocket");
         out.control(Out::Close(code, reason));

@@ -162,7 +162,8 @@ async fn metrics_count_the_logs_writes_and_syncs() {
     let grew = |name: &str| {
         let b = sample(&before, name).unwrap_or_else(|| panic!("{name} missing: {before}"));
         let a = sample(&after, name).unwrap_or_else(|| panic!("{name} missing: {after}"));
-        a.checked_sub(b).unwrap_or_else(|| panic!("{name} went down"))
+        a.checked_sub(b)
+            .unwrap_or_else(|| panic!("{name} went down"))
     };
     assert!(grew("pubq_log_appends_total") >= 3, "{after}");
     assert!(grew("pubq_log_syncs_total") >= 3, "{after}");
