@@ -61,12 +61,15 @@ pub async fn handler(
     let principal = principal.map(|Extension(p)| p);
     let max = s.ws.max_frame_bytes;
     // A small read buffer: an idle connection must stay cheap (thousands of
-    // subscribers per server). The write buffer is empty until used; the
+    // subscribers per server), and tungstenite fills the whole buffer with
+    // zeros before its first read, so all of it is resident. 2 KiB holds
+    // ~25 ack frames per read; 4 KiB cost 2 KiB more per idle subscriber
+    // (benches/README.md). The write buffer is empty until used; the
     // writer fills it with a burst of frames and flushes once, so it only
     // goes to the socket on its own past 64 KiB.
     ws.max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(64 * 1024)
         .on_upgrade(move |socket| run(socket, s, principal))
 }
