@@ -166,36 +166,43 @@ pub struct ReceiptOut {
     pub error: Option<ErrorBody>,
 }
 
-/// Per-receipt outcomes in the order given: receipts that did not decode are
-/// `ReceiptInvalid`; the others take `results` in turn. Shared by HTTP and
-/// WebSocket answers.
+/// Each receipt with its outcome, in the order given: receipts that did not
+/// decode are `ReceiptInvalid`; the others take `results` in turn. Shared by
+/// HTTP answers ([`receipt_results`]) and WebSocket ones
+/// (`ws::frames::settle_answer`).
+pub fn receipt_outcomes<'a>(
+    receipts: &'a [String],
+    decoded: &'a [Option<crate::queue::Receipt>],
+    mut results: impl Iterator<Item = Result<(), crate::queue::ReceiptError>> + 'a,
+) -> impl Iterator<Item = (&'a String, Result<(), crate::queue::ReceiptError>)> + 'a {
+    use crate::queue::ReceiptError;
+    receipts.iter().zip(decoded).map(move |(text, d)| {
+        let r = match d {
+            None => Err(ReceiptError::Invalid),
+            Some(_) => results.next().unwrap_or(Err(ReceiptError::Invalid)),
+        };
+        (text, r)
+    })
+}
+
+/// [`receipt_outcomes`] as answer entries.
 pub fn receipt_results(
     receipts: &[String],
     decoded: &[Option<crate::queue::Receipt>],
     results: Vec<Result<(), crate::queue::ReceiptError>>,
 ) -> Vec<ReceiptOut> {
-    use crate::queue::ReceiptError;
-    let mut results = results.into_iter();
-    receipts
-        .iter()
-        .zip(decoded)
-        .map(|(text, d)| {
-            let r = match d {
-                None => Err(ReceiptError::Invalid),
-                Some(_) => results.next().unwrap_or(Err(ReceiptError::Invalid)),
-            };
-            match r {
-                Ok(()) => ReceiptOut {
-                    receipt: text.clone(),
-                    ok: Some(true),
-                    error: None,
-                },
-                Err(e) => ReceiptOut {
-                    receipt: text.clone(),
-                    ok: None,
-                    error: Some(super::error::receipt_error_body(e)),
-                },
-            }
+    receipt_outcomes(receipts, decoded, results.into_iter())
+        .map(|(text, r)| match r {
+            Ok(()) => ReceiptOut {
+                receipt: text.clone(),
+                ok: Some(true),
+                error: None,
+            },
+            Err(e) => ReceiptOut {
+                receipt: text.clone(),
+                ok: None,
+                error: Some(super::error::receipt_error_body(e)),
+            },
         })
         .collect()
 }

@@ -54,9 +54,7 @@ impl MessageId {
         }
         u128::from_str_radix(s, 16).ok().map(Self)
     }
-}
 
-impl MessageId {
     /// The 32 lowercase hex digits, without going through `fmt` (ids are
     /// written into every delivered copy).
     pub fn hex(&self) -> [u8; 32] {

@@ -270,7 +270,8 @@ pub fn ok(reference: Option<Value>, extra: Value) -> String {
 
 /// The `ok` answer to a settle frame, written from its receipts as they
 /// came, whether each decoded, and the outcomes of those that did (taken
-/// from `results` in turn): `{"op": "ok", "ref": .., "results": [...]}`,
+/// from `results` in turn, see [`dto::receipt_outcomes`]):
+/// `{"op": "ok", "ref": .., "results": [...]}`,
 /// the same bytes serde writes for [`crate::api::dto::receipt_results`],
 /// without building them.
 pub fn settle_answer(
@@ -279,7 +280,6 @@ pub fn settle_answer(
     decoded: &[Option<crate::queue::Receipt>],
     results: &mut impl Iterator<Item = Result<(), crate::queue::ReceiptError>>,
 ) -> String {
-    use crate::queue::ReceiptError;
     let mut out =
         String::with_capacity(32 + receipts.len() * (crate::api::receipt::RECEIPT_CHARS + 24));
     out.push_str("{\"op\":\"ok\"");
@@ -288,14 +288,10 @@ pub fn settle_answer(
         out.push_str(&r.to_string());
     }
     out.push_str(",\"results\":[");
-    for (i, (text, d)) in receipts.iter().zip(decoded).enumerate() {
+    for (i, (text, r)) in dto::receipt_outcomes(receipts, decoded, results).enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let r = match d {
-            None => Err(ReceiptError::Invalid),
-            Some(_) => results.next().unwrap_or(Err(ReceiptError::Invalid)),
-        };
         out.push_str("{\"receipt\":");
         dto::push_json_str(&mut out, text);
         match r {

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{assert_error, Server};
+use crate::support::{assert_error, metric, Server};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -67,16 +67,7 @@ async fn metrics_forget_a_deleted_queue_or_topic() {
     s.create_queue("gone", json!({})).await;
     s.create_topic("old", json!({})).await;
     s.send_text("gone", "x").await;
-    let scrape = || async {
-        s.http
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("text")
-    };
+    let scrape = || s.metrics_text();
     assert!(scrape().await.contains("queue=\"gone\""));
     assert_eq!(s.delete("/v1/queues/gone").await.0, 200);
     let text = scrape().await;
@@ -135,51 +126,28 @@ async fn a_wrong_method_is_a_405_json_error() {
 /// a server without a log reports none of it.
 #[tokio::test]
 async fn metrics_count_the_logs_writes_and_syncs() {
-    let sample = |text: &str, name: &str| -> Option<u64> {
-        text.lines()
-            .find(|l| l.split(' ').next() == Some(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    };
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start_on_disk(dir.path(), &["--fsync", "always"]).await;
     s.create_queue("jobs", json!({})).await;
-    let scrape = || async {
-        s.http
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("text")
-    };
+    let scrape = || s.metrics_text();
     let before = scrape().await;
     for i in 0..3 {
         s.send_text("jobs", &format!("m{i}")).await;
     }
     let after = scrape().await;
     let grew = |name: &str| {
-        let b = sample(&before, name).unwrap_or_else(|| panic!("{name} missing: {before}"));
-        let a = sample(&after, name).unwrap_or_else(|| panic!("{name} missing: {after}"));
-        a.checked_sub(b)
-            .unwrap_or_else(|| panic!("{name} went down"))
+        let b = metric(&before, name).unwrap_or_else(|| panic!("{name} missing: {before}"));
+        let a = metric(&after, name).unwrap_or_else(|| panic!("{name} missing: {after}"));
+        assert!(a >= b, "{name} went down");
+        a - b
     };
-    assert!(grew("pubq_log_appends_total") >= 3, "{after}");
-    assert!(grew("pubq_log_syncs_total") >= 3, "{after}");
-    assert!(grew("pubq_log_writes_total") >= 3, "{after}");
-    assert!(grew("pubq_log_written_bytes_total") > 3 * 2, "{after}");
-    assert!(sample(&after, "pubq_log_sync_microseconds_total").is_some());
+    assert!(grew("pubq_log_appends_total") >= 3.0, "{after}");
+    assert!(grew("pubq_log_syncs_total") >= 3.0, "{after}");
+    assert!(grew("pubq_log_writes_total") >= 3.0, "{after}");
+    assert!(grew("pubq_log_written_bytes_total") > 3.0 * 2.0, "{after}");
+    assert!(metric(&after, "pubq_log_sync_microseconds_total").is_some());
 
     let mem = Server::start().await;
-    let text = mem
-        .http
-        .get(mem.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = mem.metrics_text().await;
     assert!(!text.contains("pubq_log_"), "{text}");
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::ws::Ws;
-use crate::support::{eventually, Server};
+use crate::support::{eventually, metric, Server};
 
 /// How long an answer or a close may take.
 const WAIT: Duration = Duration::from_secs(10);
@@ -80,12 +80,6 @@ async fn closed_within(conn: &mut TcpStream, limit: Duration) {
         r.is_ok(),
         "the server did not close the connection within {limit:?}"
     );
-}
-
-/// A Prometheus sample of `/metrics` text.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test]

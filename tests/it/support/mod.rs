@@ -55,6 +55,13 @@ pub fn capture_stderr(child: &mut tokio::process::Child) -> Arc<Mutex<String>> {
     stderr
 }
 
+/// A Prometheus sample of `/metrics` text: `name` with its labels, as
+/// printed.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 pub fn pubq_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pubq"));
     for (k, _) in std::env::vars() {
@@ -198,6 +205,13 @@ impl Server {
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("read the answer");
         (status, text)
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let (status, text) = self.raw(Method::GET, "/metrics", "").await;
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text
     }
 
     /// Sends a request and parses the answer as JSON (every pubq answer but
